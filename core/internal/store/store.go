@@ -1,0 +1,61 @@
+// Package store declares the transactional key-value contract that every
+// durable piece of server state is kept in, and the errors it returns.
+// Implementations live in store/bolt (embedded, the default) and
+// store/redis (shared by several server nodes); store/storetest is the
+// contract test suite both must pass.
+//
+// Domain packages (registry, platform, operation) build their records on top
+// of Store with their own buckets and key layouts, so a second backend never
+// has to learn what a registration or a managed object is.
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors returned by stores. Implementations wrap them with %w.
+var (
+	// ErrNotFound: the key does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable: the backend cannot be reached or failed; the
+	// operation had no effect and may be retried later. REST answers 503,
+	// CoAP 5.00.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrConflict: an Update kept losing optimistic-concurrency races and
+	// gave up; nothing was written.
+	ErrConflict = errors.New("store conflict")
+	// ErrStop, returned by a Scan callback, ends the scan without error.
+	ErrStop = errors.New("stop scan")
+)
+
+// Store is a transactional, ordered key-value store organised in buckets.
+// Implementations are safe for concurrent use.
+type Store interface {
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Update runs fn in a read-write transaction: either all its writes are
+	// committed or none. fn may be called more than once (optimistic
+	// retries), so it must have no effect outside the Tx. An error from fn
+	// aborts the transaction and is returned as is.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Close releases the store.
+	Close() error
+}
+
+// Tx is a transaction. It is not safe for concurrent use and is valid only
+// inside the function it was passed to. Reads see the transaction's own
+// writes. Bucket names and keys are non-empty strings of any bytes.
+type Tx interface {
+	// Get returns the value of key in bucket, or ErrNotFound. The returned
+	// slice is only valid inside the transaction; copy it to keep it.
+	Get(bucket, key string) ([]byte, error)
+	// Put sets key in bucket to value.
+	Put(bucket, key string, value []byte) error
+	// Delete removes key from bucket; deleting a missing key is no error.
+	Delete(bucket, key string) error
+	// Scan calls fn for each key in bucket that starts with prefix and is
+	// >= start, in ascending byte order, until fn returns an error
+	// (ErrStop ends the scan cleanly). value is only valid during the call.
+	Scan(bucket, prefix, start string, fn func(key string, value []byte) error) error
+}
