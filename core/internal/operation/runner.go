@@ -1,0 +1,401 @@
+package operation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lwm2md/lwm2md/core/internal/codec"
+	"github.com/lwm2md/lwm2md/core/internal/device"
+	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
+	"github.com/lwm2md/lwm2md/core/internal/registry"
+)
+
+// Device is the part of device.Client that operations use.
+type Device interface {
+	Read(ctx context.Context, ep string, p lwm2m.Path) ([]lwm2m.Record, error)
+	Write(ctx context.Context, ep string, p lwm2m.Path, recs []lwm2m.Record, replace bool) error
+	Execute(ctx context.Context, ep string, p lwm2m.Path, args string) error
+	Create(ctx context.Context, ep string, p lwm2m.Path, recs []lwm2m.Record) (lwm2m.Path, error)
+	Delete(ctx context.Context, ep string, p lwm2m.Path) error
+	Discover(ctx context.Context, ep string, p lwm2m.Path) ([]lwm2m.Link, error)
+	WriteAttributes(ctx context.Context, ep string, p lwm2m.Path, attrs device.Attributes) error
+	Observe(ctx context.Context, ep string, p lwm2m.Path) ([]lwm2m.Record, error)
+	CancelObservation(ctx context.Context, ep string, p lwm2m.Path) error
+}
+
+// Endpoints maps a device (managed object) to its LwM2M endpoint name.
+// It returns an error wrapping store.ErrNotFound for an unknown device.
+type Endpoints interface {
+	Endpoint(ctx context.Context, tenant, deviceID string) (string, error)
+}
+
+// Options tune a Runner.
+type Options struct {
+	// Timeout bounds one device request (the -request-timeout flag).
+	Timeout time.Duration
+	// Rescan is how often every queue is looked at again, to pick up
+	// operations created on another node sharing the store.
+	Rescan time.Duration
+	Logger *slog.Logger
+}
+
+// Runner executes queued operations. It is a registry.Listener: a device
+// registering or updating runs its queue. Safe for concurrent use.
+type Runner struct {
+	repo  *Repo
+	dev   Device
+	eps   Endpoints
+	types codec.TypeResolver
+	opts  Options
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]bool // tenant/device -> a worker is draining it
+	again   map[string]bool // kicked while running: drain once more
+	pending map[string]bool // devices that may have queued operations
+	wg      sync.WaitGroup
+	ctx     context.Context
+}
+
+// NewRunner returns a Runner; call Run to start it.
+func NewRunner(repo *Repo, dev Device, eps Endpoints, types codec.TypeResolver, opts Options) *Runner {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.Rescan <= 0 {
+		opts.Rescan = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Runner{
+		repo: repo, dev: dev, eps: eps, types: types, opts: opts,
+		log:     opts.Logger.With("component", "operation"),
+		running: map[string]bool{}, again: map[string]bool{}, pending: map[string]bool{},
+		ctx: context.Background(),
+	}
+}
+
+// Run recovers operations left EXECUTING by a previous process, then kicks
+// every queue now and every Rescan until ctx ends.
+func (r *Runner) Run(ctx context.Context) error {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
+	r.sweep(ctx, true)
+	t := time.NewTicker(r.opts.Rescan)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.wg.Wait()
+			return nil
+		case <-t.C:
+			r.sweep(ctx, false)
+		}
+	}
+}
+
+func (r *Runner) sweep(ctx context.Context, recover bool) {
+	devs, err := r.repo.Devices(ctx)
+	if err != nil {
+		r.log.Warn("cannot list operation queues", "err", err)
+		return
+	}
+	for _, d := range devs {
+		if recover {
+			r.failInterrupted(ctx, d[0], d[1])
+		}
+		r.Kick(d[0], d[1])
+	}
+}
+
+// failInterrupted fails operations a crashed or stopped process left in
+// EXECUTING: whether the device applied them is unknown, so they are not
+// silently repeated.
+func (r *Runner) failInterrupted(ctx context.Context, tenant, deviceID string) {
+	ops, err := r.repo.Queue(ctx, tenant, deviceID)
+	if err != nil {
+		return
+	}
+	for _, op := range ops {
+		if op.Status == Executing {
+			_, _ = r.repo.Transition(ctx, tenant, op.ID, []Status{Executing}, func(o *Operation) {
+				o.Status = Failed
+				o.FailureReason = "the server stopped while the operation was executing; whether the device applied it is unknown"
+			})
+		}
+	}
+}
+
+func queueKey(tenant, deviceID string) string { return tenant + "/" + deviceID }
+
+// Submitted notes a new operation and tries to run it at once.
+func (r *Runner) Submitted(op *Operation) {
+	r.mu.Lock()
+	r.pending[queueKey(op.Tenant, op.DeviceID)] = true
+	r.mu.Unlock()
+	r.Kick(op.Tenant, op.DeviceID)
+}
+
+// Kick drains a device's queue in the background, unless a worker is
+// already doing it (then it drains once more when done).
+func (r *Runner) Kick(tenant, deviceID string) {
+	k := queueKey(tenant, deviceID)
+	r.mu.Lock()
+	r.pending[k] = true
+	if r.running[k] {
+		r.again[k] = true
+		r.mu.Unlock()
+		return
+	}
+	r.running[k] = true
+	ctx := r.ctx
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		for {
+			empty := r.drain(ctx, tenant, deviceID)
+			r.mu.Lock()
+			if r.again[k] {
+				delete(r.again, k)
+				r.mu.Unlock()
+				continue
+			}
+			delete(r.running, k)
+			if empty {
+				delete(r.pending, k)
+			}
+			r.mu.Unlock()
+			return
+		}
+	}()
+}
+
+// Registered, Updated and Deregistered make the Runner a registry.Listener.
+func (r *Runner) Registered(_ context.Context, reg *registry.Registration, _ *registry.Registration) {
+	r.kickIfPending(reg)
+}
+
+func (r *Runner) Updated(_ context.Context, reg *registry.Registration) { r.kickIfPending(reg) }
+
+func (r *Runner) Deregistered(context.Context, *registry.Registration, bool) {}
+
+func (r *Runner) kickIfPending(reg *registry.Registration) {
+	r.mu.Lock()
+	p := r.pending[queueKey(reg.Tenant, reg.DeviceID)]
+	r.mu.Unlock()
+	if p {
+		r.Kick(reg.Tenant, reg.DeviceID)
+	}
+}
+
+// drain runs the queue in order until it is empty (true) or the device
+// cannot be reached now (false).
+func (r *Runner) drain(ctx context.Context, tenant, deviceID string) bool {
+	ops, err := r.repo.Queue(ctx, tenant, deviceID)
+	if err != nil {
+		r.log.Warn("cannot read operation queue", "tenant", tenant, "device", deviceID, "err", err)
+		return false
+	}
+	if len(ops) == 0 {
+		return true
+	}
+	ep, err := r.eps.Endpoint(ctx, tenant, deviceID)
+	if err != nil {
+		for _, op := range ops {
+			r.finish(ctx, op, "", fmt.Errorf("device %s has no lwm2m endpoint: %w", deviceID, err))
+		}
+		return true
+	}
+	for _, op := range ops {
+		if op.Status != Pending {
+			continue
+		}
+		cmd, err := ParseCommand(op.Command.Text)
+		if err != nil {
+			r.finish(ctx, op, "", err)
+			continue
+		}
+		// check reachability before claiming, so an asleep device's
+		// operation stays PENDING rather than bouncing through EXECUTING
+		if err := r.reachable(ctx, ep); err != nil {
+			return false
+		}
+		claimed, err := r.repo.Transition(ctx, tenant, op.ID, []Status{Pending}, func(o *Operation) { o.Status = Executing })
+		if err != nil {
+			continue // taken by another node or cancelled
+		}
+		rctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+		result, err := r.execute(rctx, ep, cmd)
+		cancel()
+		if errors.Is(err, device.ErrAsleep) || errors.Is(err, device.ErrNotRegistered) {
+			// went to sleep or away meanwhile: back to the queue
+			_, _ = r.repo.Transition(ctx, tenant, claimed.ID, []Status{Executing}, func(o *Operation) { o.Status = Pending })
+			return false
+		}
+		r.finish(ctx, claimed, result, err)
+	}
+	return true
+}
+
+// reachable is a cheap check that the device is registered and awake; the
+// request itself decides in the end.
+func (r *Runner) reachable(ctx context.Context, ep string) error {
+	if c, ok := r.dev.(interface {
+		Reachable(ctx context.Context, ep string) error
+	}); ok {
+		return c.Reachable(ctx, ep)
+	}
+	return nil
+}
+
+func (r *Runner) finish(ctx context.Context, op *Operation, result string, err error) {
+	_, terr := r.repo.Transition(ctx, op.Tenant, op.ID, []Status{Pending, Executing}, func(o *Operation) {
+		if err != nil {
+			o.Status = Failed
+			o.FailureReason = failureReason(err)
+			return
+		}
+		o.Status = Successful
+		o.Command.Result = result
+	})
+	if terr != nil && !errors.Is(terr, ErrStale) {
+		r.log.Warn("cannot record operation result", "id", op.ID, "err", terr)
+	}
+}
+
+func failureReason(err error) string {
+	var re *device.ResponseError
+	switch {
+	case errors.As(err, &re):
+		return "device answered " + re.Error()
+	case errors.Is(err, device.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return "device did not answer in time"
+	}
+	return err.Error()
+}
+
+// execute runs one command and formats its result text.
+func (r *Runner) execute(ctx context.Context, ep string, c Command) (string, error) {
+	switch c.Verb {
+	case VerbRead:
+		recs, err := r.dev.Read(ctx, ep, c.Path)
+		if err != nil {
+			return "", err
+		}
+		return formatRecords(recs), nil
+	case VerbWrite:
+		v, err := lwm2m.ParseValue(r.typeOf(c.Path), c.Arg)
+		if err != nil {
+			return "", err
+		}
+		if err := r.dev.Write(ctx, ep, c.Path, []lwm2m.Record{{Path: c.Path, Value: v}}, true); err != nil {
+			return "", err
+		}
+		return "written", nil
+	case VerbExecute:
+		if err := r.dev.Execute(ctx, ep, c.Path, c.Arg); err != nil {
+			return "", err
+		}
+		return "executed", nil
+	case VerbCreate:
+		recs, err := r.createRecords(c)
+		if err != nil {
+			return "", err
+		}
+		p, err := r.dev.Create(ctx, ep, c.Path, recs)
+		if err != nil {
+			return "", err
+		}
+		return "created " + p.String(), nil
+	case VerbDelete:
+		if err := r.dev.Delete(ctx, ep, c.Path); err != nil {
+			return "", err
+		}
+		return "deleted", nil
+	case VerbDiscover:
+		links, err := r.dev.Discover(ctx, ep, c.Path)
+		if err != nil {
+			return "", err
+		}
+		return string(codec.FormatLinks(links)), nil
+	case VerbObserve:
+		recs, err := r.dev.Observe(ctx, ep, c.Path)
+		if err != nil {
+			return "", err
+		}
+		return formatRecords(recs), nil
+	case VerbCancelObservation:
+		if err := r.dev.CancelObservation(ctx, ep, c.Path); err != nil {
+			return "", err
+		}
+		return "observation cancelled", nil
+	case VerbWriteAttributes:
+		attrs, err := device.ParseAttributes(c.Arg)
+		if err != nil {
+			return "", err
+		}
+		if err := r.dev.WriteAttributes(ctx, ep, c.Path, attrs); err != nil {
+			return "", err
+		}
+		return "attributes written", nil
+	}
+	return "", fmt.Errorf("unknown command %q", c.Verb)
+}
+
+func (r *Runner) typeOf(p lwm2m.Path) lwm2m.Type {
+	if r.types == nil {
+		return lwm2m.TypeNone
+	}
+	return r.types.ResourceType(p)
+}
+
+// createRecords types create's values by the object model. Without an
+// instance id in the path the records sit under instance 0, which the
+// device replaces with the id it chooses.
+func (r *Runner) createRecords(c Command) ([]lwm2m.Record, error) {
+	inst := c.Path
+	if inst.Level() == lwm2m.LevelObject {
+		inst = inst.Append(0)
+	}
+	ids := make([]int, 0, len(c.Resources))
+	for id := range c.Resources {
+		ids = append(ids, int(id))
+	}
+	sort.Ints(ids)
+	recs := make([]lwm2m.Record, 0, len(ids))
+	for _, id := range ids {
+		p := inst.Append(uint16(id))
+		v, err := lwm2m.ParseValue(r.typeOf(p), c.Resources[uint16(id)])
+		if err != nil {
+			return nil, fmt.Errorf("resource %s: %w", p, err)
+		}
+		recs = append(recs, lwm2m.Record{Path: p, Value: v})
+	}
+	return recs, nil
+}
+
+// formatRecords renders values one per line as "path=value".
+func formatRecords(recs []lwm2m.Record) string {
+	if len(recs) == 1 {
+		return recs[0].Value.Text()
+	}
+	var b strings.Builder
+	for i, rec := range recs {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(rec.Path.String())
+		b.WriteByte('=')
+		b.WriteString(rec.Value.Text())
+	}
+	return b.String()
+}

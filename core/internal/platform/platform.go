@@ -1,0 +1,188 @@
+// Package platform is the tenant-scoped domain model behind the REST API:
+// tenants and users with password authentication, the inventory of managed
+// objects, external ids and LwM2M device registrations. Everything is kept
+// in a store.Store, and every key of tenant data starts with the tenant id,
+// so one tenant's calls can never reach another tenant's records.
+//
+// Platform also serves the CoAP side of the server: it is the
+// registry.Directory that admits registering endpoints, a registry.Listener
+// that keeps each device's c8y_Connection status current, and the
+// device.Sink that keeps each device's latest values.
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/lwm2md/lwm2md/core/internal/store"
+)
+
+// Errors for the caller's mistakes. Store errors (store.ErrNotFound,
+// store.ErrUnavailable, store.ErrConflict) are passed through wrapped.
+var (
+	// ErrInvalid: the request is malformed or not supported (REST 400).
+	ErrInvalid = errors.New("invalid input")
+	// ErrForbidden: the caller may not do this (REST 403).
+	ErrForbidden = errors.New("forbidden")
+	// ErrDuplicate: the thing to create already exists (REST 409).
+	ErrDuplicate = errors.New("already exists")
+	// ErrUnauthorized: unknown user or wrong password (REST 401).
+	ErrUnauthorized = errors.New("bad credentials")
+)
+
+// Management is the id of the tenant that exists from the first start; its
+// admins create the other tenants.
+const Management = "management"
+
+// Remover ends the live registration of an endpoint (registry.Registry
+// does). An error wrapping store.ErrNotFound means there was none.
+type Remover interface {
+	RemoveEndpoint(ctx context.Context, endpoint string) error
+}
+
+// Store layout. Tenant data is keyed "<tenant>/<...>"; tenant ids and user
+// names cannot contain "/", and free-form parts (external id types and
+// values) are path-escaped, so no key of one tenant is a prefix of
+// another's. Managed object ids are zero-padded in keys so scans run in id
+// order.
+const (
+	bucketTenant   = "platform_tenant"   // tenant id -> tenantRecord
+	bucketDomain   = "platform_domain"   // lower-case domain -> tenant id
+	bucketUser     = "platform_user"     // tenant/user -> userRecord
+	bucketMO       = "platform_mo"       // tenant/padded id -> moRecord
+	bucketSeq      = "platform_seq"      // "mo" -> last managed object id
+	bucketXID      = "platform_xid"      // tenant/type/externalId -> mo id
+	bucketXIDByMO  = "platform_xid_mo"   // tenant/padded id/type/externalId -> xidEntry
+	bucketEndpoint = "platform_endpoint" // endpoint (global) -> binding
+	bucketLatest   = "platform_latest"   // tenant/padded id -> map path -> LatestValue
+	seqMO          = "mo"
+)
+
+// Options tune a Platform; the zero value is the production setting.
+type Options struct {
+	Logger *slog.Logger
+	// BcryptCost is the cost of new password hashes (bcrypt.DefaultCost
+	// when 0).
+	BcryptCost int
+	// AuthCacheTTL is how long a successful password check is remembered
+	// (one minute when 0; negative disables the cache). A password changed
+	// on another server node is noticed here only after this time.
+	AuthCacheTTL time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Platform is the domain service. It is safe for concurrent use; all its
+// state is in the store apart from the authentication cache.
+type Platform struct {
+	st    store.Store
+	log   *slog.Logger
+	cost  int
+	cache *authCache
+	now   func() time.Time
+}
+
+// New returns a Platform keeping its data in st.
+func New(st store.Store, opts Options) *Platform {
+	p := &Platform{st: st, log: opts.Logger, cost: opts.BcryptCost, now: opts.Now}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	p.log = p.log.With("component", "platform")
+	if p.cost == 0 {
+		p.cost = bcrypt.DefaultCost
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	ttl := opts.AuthCacheTTL
+	if ttl == 0 {
+		ttl = time.Minute
+	}
+	p.cache = newAuthCache(ttl, 10000)
+	return p
+}
+
+func (p *Platform) clock() time.Time { return p.now().UTC() }
+
+// parseID turns a managed object id into its number. Only the canonical
+// decimal form is accepted, so "007" and "7" cannot name two keys.
+func parseID(id string) (uint64, bool) {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || n == 0 || strconv.FormatUint(n, 10) != id {
+		return 0, false
+	}
+	return n, true
+}
+
+func padID(n uint64) string { return fmt.Sprintf("%020d", n) }
+
+func moKey(tenant string, n uint64) string { return tenant + "/" + padID(n) }
+
+// nextID increments the managed object counter inside tx.
+func nextID(tx store.Tx) (uint64, error) {
+	var n uint64
+	b, err := tx.Get(bucketSeq, seqMO)
+	switch {
+	case err == nil:
+		n, err = strconv.ParseUint(string(b), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("corrupt id counter %q: %w", b, err)
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return 0, err
+	}
+	n++
+	return n, tx.Put(bucketSeq, seqMO, []byte(strconv.FormatUint(n, 10)))
+}
+
+// getJSON reads key into v; the error wraps store.ErrNotFound when absent.
+func getJSON(tx store.Tx, bucket, key string, v any) error {
+	b, err := tx.Get(bucket, key)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("corrupt record %s %q: %w", bucket, key, err)
+	}
+	return nil
+}
+
+func putJSON(tx store.Tx, bucket, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Put(bucket, key, b)
+}
+
+// exists reports whether key is in bucket.
+func exists(tx store.Tx, bucket, key string) (bool, error) {
+	_, err := tx.Get(bucket, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func notFound(what string) error { return fmt.Errorf("%s: %w", what, store.ErrNotFound) }
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+func unmarshal(bucket, key string, v []byte, dst any) error {
+	if err := json.Unmarshal(v, dst); err != nil {
+		return fmt.Errorf("corrupt record %s %q: %w", bucket, key, err)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

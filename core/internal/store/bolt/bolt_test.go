@@ -1,0 +1,154 @@
+package bolt_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lwm2md/lwm2md/core/internal/store"
+	"github.com/lwm2md/lwm2md/core/internal/store/bolt"
+	"github.com/lwm2md/lwm2md/core/internal/store/storetest"
+)
+
+func openTemp(t testing.TB, opts ...bolt.Option) *bolt.Store {
+	t.Helper()
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "lwm2md.db"), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t) })
+}
+
+func TestContractSmallBatches(t *testing.T) {
+	// A batch of one means no function ever shares a commit; batching
+	// must not be what makes the contract hold.
+	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, bolt.WithMaxBatch(1)) })
+}
+
+func TestReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "lwm2md.db") // parent does not exist yet
+	ctx := context.Background()
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Put("reg", "id1", []byte("registration")); err != nil {
+			return err
+		}
+		return tx.Put("reg.ep", "ep1", []byte("id1"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = bolt.Open(path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	err = s.View(ctx, func(tx store.Tx) error {
+		for _, c := range []struct{ bucket, key, want string }{{"reg", "id1", "registration"}, {"reg.ep", "ep1", "id1"}} {
+			v, err := tx.Get(c.bucket, c.key)
+			if err != nil || string(v) != c.want {
+				t.Errorf("after reopen %s/%s = %q, %v; want %q", c.bucket, c.key, v, err, c.want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFileMode(t *testing.T) {
+	s := openTemp(t)
+	fi, err := os.Stat(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o600 {
+		t.Fatalf("file mode %o, want 600", mode)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	locked := filepath.Join(dir, "locked.db")
+	holder, err := bolt.Open(locked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notBolt := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(notBolt, []byte(strings.Repeat("not a bolt file ", 1024)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, path string
+		opts       []bolt.Option
+		wantErr    string
+	}{
+		{"locked_by_other_holder", locked, []bolt.Option{bolt.WithLockTimeout(100 * time.Millisecond)}, "database is locked"},
+		{"empty_path", "", nil, "empty path"},
+		{"path_is_directory", dir, nil, "open bolt store"},
+		{"parent_is_file", filepath.Join(file, "x.db"), nil, "not a directory"},
+		{"not_a_bolt_file", notBolt, nil, "invalid"},
+		{"bad_max_batch", filepath.Join(dir, "b.db"), []bolt.Option{bolt.WithMaxBatch(0)}, "max batch 0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := bolt.Open(c.path, c.opts...)
+			if err == nil {
+				s.Close()
+				t.Fatalf("Open succeeded, want error containing %q", c.wantErr)
+			}
+			if !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("error %q, want one containing %q", err, c.wantErr)
+			}
+		})
+	}
+}
+
+func TestCloseWaitsForQueuedUpdates(t *testing.T) {
+	s := openTemp(t)
+	const n = 100
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- s.Update(context.Background(), func(tx store.Tx) error {
+				return tx.Put("q", string(rune('A'+i%26))+string(rune('0'+i/26)), []byte("v"))
+			})
+		}()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		// Each Update either committed or was refused as closed; none hangs
+		// or sees another error.
+		if err := <-errs; err != nil && !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("update racing Close: %v", err)
+		}
+	}
+}
+
+func BenchmarkUpdateParallel(b *testing.B) {
+	storetest.BenchUpdateParallel(b, openTemp(b))
+}

@@ -1,0 +1,253 @@
+// Package redis is the shared store: a store.Store in Redis (go-redis v9),
+// so that several server nodes can keep their state in one Redis.
+//
+// # Key layout
+//
+// The layout is a contract with operators (backups, inspection, sizing)
+// and with other nodes sharing the database; change it only with a
+// migration. With the default key prefix "lwm2md:":
+//
+//	lwm2md:<bucket>:<key>    string: the value of key in bucket
+//	lwm2md:idx:<bucket>      sorted set: every key of bucket as a member
+//	                         with score 0, so ZRANGEBYLEX lists keys in
+//	                         byte order (Scan pages through it)
+//
+// Keys and values are raw bytes. In the <bucket> part "%" is written
+// "%25", ":" is written "%3A" and a bucket named exactly "idx" is written
+// "%69dx"; so the first ":" after the bucket always ends the bucket name
+// and no value key can be mistaken for an index. Bucket names are chosen
+// by the server (e.g. "reg", "reg.ep") and appear unchanged in practice.
+// Several deployments can share one database with different prefixes
+// (WithPrefix). Redis Cluster is not supported: an Update touches keys in
+// several hash slots.
+//
+// # Transactions
+//
+// View is plain reads. Update is optimistic: reads inside it WATCH what
+// they read (Get the value key; Scan the bucket's index and the value keys
+// it returned), writes are buffered in the transaction (reads see them)
+// and sent as one MULTI/EXEC that SETs/DELs the values and ZADDs/ZREMs the
+// index members. If a watched key changed meanwhile, EXEC applies nothing
+// and the function is run again after a short random pause, up to a
+// retry limit, then Update fails with store.ErrConflict.
+//
+// Errors talking to Redis (refused, timeouts, EOF, LOADING, READONLY, ...)
+// wrap store.ErrUnavailable. go-redis re-dials by itself, so service
+// resumes when Redis is back. One case cannot be told apart: if the
+// connection drops after EXEC was sent, the Update may have committed
+// although ErrUnavailable is returned.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/lwm2md/lwm2md/core/internal/store"
+)
+
+// DefaultPrefix starts every key the store writes unless WithPrefix says
+// otherwise.
+const DefaultPrefix = "lwm2md:"
+
+// Store is a store.Store in one Redis database. It is safe for
+// concurrent use, also by several processes sharing the database.
+type Store struct {
+	rdb      *goredis.Client
+	prefix   string
+	retries  int
+	pageSize int64
+	closed   atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	prefix   string
+	retries  int
+	pageSize int64
+	client   func(*goredis.Options)
+}
+
+// WithPrefix sets the prefix of every key (default "lwm2md:").
+func WithPrefix(p string) Option { return func(o *options) { o.prefix = p } }
+
+// WithRetries sets how often a conflicting Update is re-run before it
+// fails with store.ErrConflict (default 50).
+func WithRetries(n int) Option { return func(o *options) { o.retries = n } }
+
+// WithPageSize sets how many keys Scan fetches per round trip (default 512).
+func WithPageSize(n int) Option { return func(o *options) { o.pageSize = int64(n) } }
+
+// WithClientOptions lets the caller adjust the go-redis options parsed
+// from the URL (timeouts, pool size, TLS) before the client is made.
+func WithClientOptions(fn func(*goredis.Options)) Option {
+	return func(o *options) { o.client = fn }
+}
+
+// Open connects to the Redis named by url (redis://[user:password@]HOST:PORT/DB
+// or rediss:// for TLS) and checks that it answers. An unreachable server
+// gives an error wrapping store.ErrUnavailable.
+func Open(url string, opts ...Option) (*Store, error) {
+	o := options{prefix: DefaultPrefix, retries: 50, pageSize: 512}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ro, err := goredis.ParseURL(url)
+	if err != nil {
+		// The URL may hold a password: never echo it.
+		return nil, fmt.Errorf("open redis store: parse url: %w", err)
+	}
+	switch {
+	case o.prefix == "":
+		return nil, errors.New("open redis store: empty key prefix")
+	case o.retries < 0:
+		return nil, fmt.Errorf("open redis store: retries %d must not be negative", o.retries)
+	case o.pageSize < 1:
+		return nil, fmt.Errorf("open redis store: page size %d must be at least 1", o.pageSize)
+	}
+	if o.client != nil {
+		o.client(ro)
+	}
+	s := &Store{rdb: goredis.NewClient(ro), prefix: o.prefix, retries: o.retries, pageSize: o.pageSize}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		_ = s.rdb.Close()
+		return nil, fmt.Errorf("open redis store %s db %d: %w: %w", ro.Addr, ro.DB, store.ErrUnavailable, err)
+	}
+	return s, nil
+}
+
+// Client returns the underlying go-redis client, for tools and tests that
+// inspect the raw keys.
+func (s *Store) Client() *goredis.Client { return s.rdb }
+
+var errClosed = fmt.Errorf("redis store is closed: %w", store.ErrUnavailable)
+
+// View runs fn with plain reads: each read sees committed data, but two
+// reads may see different commits.
+func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return errClosed
+	}
+	return fn(newTx(ctx, s, nil))
+}
+
+// Update runs fn as an optimistic transaction (see the package doc).
+func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if s.closed.Load() {
+			return errClosed
+		}
+		var fnErr error
+		err := s.rdb.Watch(ctx, func(rtx *goredis.Tx) error {
+			t := newTx(ctx, s, rtx)
+			fnErr = fn(t)
+			if fnErr != nil {
+				t.unwatch()
+				return fnErr
+			}
+			return t.commit()
+		})
+		switch {
+		case fnErr != nil:
+			return fnErr
+		case err == nil:
+			return nil
+		case !errors.Is(err, goredis.TxFailedErr):
+			return s.wrap(ctx, "update", err)
+		case attempt >= s.retries:
+			return fmt.Errorf("redis update: gave up after %d attempts: %w", attempt+1, store.ErrConflict)
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+// backoff is a random pause before retry attempt+1, up to 1 ms doubled
+// per attempt (capped at 32 ms), so that conflicting nodes spread out.
+func backoff(attempt int) time.Duration {
+	limit := time.Millisecond << min(attempt, 5)
+	return time.Duration(rand.Int64N(int64(limit))) + 50*time.Microsecond
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Close closes the client. Further calls fail with an error wrapping
+// store.ErrUnavailable.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := s.rdb.Close(); err != nil {
+		return fmt.Errorf("close redis store: %w", err)
+	}
+	return nil
+}
+
+// wrap classifies an error from go-redis. The caller's own deadline or
+// cancellation is returned as such; WRONGTYPE means someone else wrote our
+// keys and retrying will not help; everything else is Redis being
+// unreachable or unwell.
+func (s *Store) wrap(ctx context.Context, op string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("redis %s: %w", op, ctxErr)
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return err // wrapped already, by a read inside the transaction
+	}
+	if s.closed.Load() || errors.Is(err, goredis.ErrClosed) {
+		return errClosed
+	}
+	var rerr goredis.Error
+	if errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "WRONGTYPE") {
+		return fmt.Errorf("redis %s: key of unexpected type under prefix %q: %w", op, s.prefix, err)
+	}
+	return fmt.Errorf("redis %s: %w: %w", op, store.ErrUnavailable, err)
+}
+
+// escapeBucket writes a bucket name so that it holds no ":" and never
+// equals "idx" (see the package doc).
+func escapeBucket(b string) string {
+	if b == "idx" {
+		return "%69dx"
+	}
+	if !strings.ContainsAny(b, "%:") {
+		return b
+	}
+	return strings.NewReplacer("%", "%25", ":", "%3A").Replace(b)
+}
+
+func (s *Store) valueKey(bucket, key string) string {
+	return s.prefix + escapeBucket(bucket) + ":" + key
+}
+
+func (s *Store) indexKey(bucket string) string {
+	return s.prefix + "idx:" + escapeBucket(bucket)
+}

@@ -1,0 +1,395 @@
+// Package storetest is the contract test suite every store.Store
+// implementation must pass, and the benchmark they are compared with.
+// A backend's test calls Run with a function that opens an empty store;
+// Run opens a fresh one for each case, so cases never see each other's data.
+//
+// Beyond what store.go states, the suite pins down behaviour callers rely
+// on: empty bucket names and keys are refused ("empty bucket name", "empty
+// key"), writes in a read-only transaction fail ("read-only transaction"),
+// a closed store answers errors wrapping store.ErrUnavailable, and a Scan
+// whose callback writes to the scanned bucket visits every remaining key
+// exactly once, including keys the callback added ahead of it.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lwm2md/lwm2md/core/internal/store"
+)
+
+// Opener returns a new, empty store; it registers its own cleanup.
+type Opener func(t *testing.T) store.Store
+
+// Run runs the whole contract suite against stores made by open.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	suites := []struct {
+		name string
+		fn   func(*testing.T, Opener)
+	}{
+		{"basic", testBasic},
+		{"bad_input", testBadInput},
+		{"read_own_writes", testReadOwnWrites},
+		{"atomicity", testAtomicity},
+		{"scan", testScan},
+		{"scan_with_writes", testScanWithWrites},
+		{"binary_safe", testBinarySafe},
+		{"bucket_isolation", testBucketIsolation},
+		{"view_read_only", testViewReadOnly},
+		{"values", testValues},
+		{"many_keys", testManyKeys},
+		{"concurrency", testConcurrency},
+		{"context", testContext},
+		{"panic", testPanic},
+		{"closed", testClosed},
+	}
+	for _, s := range suites {
+		t.Run(s.name, func(t *testing.T) { s.fn(t, open) })
+	}
+}
+
+// kv is one key and value of a bucket, as seen by a scan.
+type kv struct {
+	Key, Value string
+}
+
+func put(t testing.TB, s store.Store, bucket string, kvs ...kv) {
+	t.Helper()
+	err := s.Update(context.Background(), func(tx store.Tx) error {
+		for _, e := range kvs {
+			if err := tx.Put(bucket, e.Key, []byte(e.Value)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("put %q: %v", bucket, err)
+	}
+}
+
+// get reads one key in a View and returns a copy of its value.
+func get(t testing.TB, s store.Store, bucket, key string) ([]byte, error) {
+	t.Helper()
+	var out []byte
+	err := s.View(context.Background(), func(tx store.Tx) error {
+		v, err := tx.Get(bucket, key)
+		if err != nil {
+			return err
+		}
+		out = bytes.Clone(v)
+		if out == nil {
+			out = []byte{}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func mustGet(t testing.TB, s store.Store, bucket, key, want string) {
+	t.Helper()
+	v, err := get(t, s, bucket, key)
+	if err != nil {
+		t.Fatalf("get %q/%q: %v", bucket, key, err)
+	}
+	if string(v) != want {
+		t.Fatalf("get %q/%q = %q, want %q", bucket, key, v, want)
+	}
+}
+
+func mustMiss(t testing.TB, s store.Store, bucket, key string) {
+	t.Helper()
+	v, err := get(t, s, bucket, key)
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get %q/%q = %q, %v; want store.ErrNotFound", bucket, key, v, err)
+	}
+}
+
+// scanTx collects a scan inside tx, copying the values.
+func scanTx(tx store.Tx, bucket, prefix, start string) ([]kv, error) {
+	var out []kv
+	err := tx.Scan(bucket, prefix, start, func(k string, v []byte) error {
+		out = append(out, kv{k, string(v)})
+		return nil
+	})
+	return out, err
+}
+
+func scan(t testing.TB, s store.Store, bucket, prefix, start string) []kv {
+	t.Helper()
+	var out []kv
+	err := s.View(context.Background(), func(tx store.Tx) error {
+		var err error
+		out, err = scanTx(tx, bucket, prefix, start)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("scan %q prefix %q start %q: %v", bucket, prefix, start, err)
+	}
+	return out
+}
+
+func sameKVs(t testing.TB, what string, got, want []kv) {
+	t.Helper()
+	if len(got) == 0 && len(want) == 0 {
+		return
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s:\n got %q\nwant %q", what, got, want)
+	}
+}
+
+func testBasic(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	put(t, s, "b", kv{"k", "v1"})
+	mustGet(t, s, "b", "k", "v1")
+
+	t.Run("overwrite", func(t *testing.T) {
+		put(t, s, "b", kv{"k", "v2"})
+		mustGet(t, s, "b", "k", "v2")
+	})
+	t.Run("missing_key", func(t *testing.T) { mustMiss(t, s, "b", "nope") })
+	t.Run("missing_bucket", func(t *testing.T) { mustMiss(t, s, "no-such-bucket", "k") })
+	t.Run("not_found_is_wrapped", func(t *testing.T) {
+		_, err := get(t, s, "b", "nope")
+		if err == store.ErrNotFound || !strings.Contains(err.Error(), "not found") {
+			t.Fatalf("error %q: want store.ErrNotFound wrapped with context", err)
+		}
+	})
+	t.Run("empty_and_nil_values", func(t *testing.T) {
+		err := s.Update(ctx, func(tx store.Tx) error {
+			if err := tx.Put("b", "empty", []byte{}); err != nil {
+				return err
+			}
+			if err := tx.Put("b", "nil", nil); err != nil {
+				return err
+			}
+			v, err := tx.Get("b", "nil")
+			if err != nil || len(v) != 0 {
+				return fmt.Errorf("get nil value inside tx = %q, %v", v, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustGet(t, s, "b", "empty", "")
+		mustGet(t, s, "b", "nil", "")
+	})
+	t.Run("delete", func(t *testing.T) {
+		err := s.Update(ctx, func(tx store.Tx) error { return tx.Delete("b", "k") })
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustMiss(t, s, "b", "k")
+	})
+	t.Run("delete_missing_is_no_error", func(t *testing.T) {
+		err := s.Update(ctx, func(tx store.Tx) error {
+			if err := tx.Delete("b", "never-there"); err != nil {
+				return err
+			}
+			return tx.Delete("no-such-bucket", "k")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("scan_missing_bucket_is_empty", func(t *testing.T) {
+		sameKVs(t, "scan", scan(t, s, "no-such-bucket", "", ""), nil)
+	})
+}
+
+func testBadInput(t *testing.T, open Opener) {
+	s := open(t)
+	noop := func(string, []byte) error { return nil }
+	cases := []struct {
+		name    string
+		op      func(store.Tx) error
+		wantErr string
+	}{
+		{"get_empty_bucket", func(tx store.Tx) error { _, err := tx.Get("", "k"); return err }, "empty bucket name"},
+		{"get_empty_key", func(tx store.Tx) error { _, err := tx.Get("b", ""); return err }, "empty key"},
+		{"put_empty_bucket", func(tx store.Tx) error { return tx.Put("", "k", []byte("v")) }, "empty bucket name"},
+		{"put_empty_key", func(tx store.Tx) error { return tx.Put("b", "", []byte("v")) }, "empty key"},
+		{"delete_empty_bucket", func(tx store.Tx) error { return tx.Delete("", "k") }, "empty bucket name"},
+		{"delete_empty_key", func(tx store.Tx) error { return tx.Delete("b", "") }, "empty key"},
+		{"scan_empty_bucket", func(tx store.Tx) error { return tx.Scan("", "", "", noop) }, "empty bucket name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := s.Update(context.Background(), c.op)
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, c.wantErr)
+			}
+		})
+	}
+	sameKVs(t, "bucket b after bad input", scan(t, s, "b", "", ""), nil)
+}
+
+func testReadOwnWrites(t *testing.T, open Opener) {
+	s := open(t)
+	put(t, s, "b", kv{"a", "1"}, kv{"c", "3"}, kv{"e", "5"})
+	put(t, s, "other", kv{"x", "9"})
+	err := s.Update(context.Background(), func(tx store.Tx) error {
+		steps := []struct {
+			name string
+			fn   func() error
+		}{
+			{"put", func() error { return tx.Put("b", "b", []byte("2")) }},
+			{"overwrite", func() error { return tx.Put("b", "c", []byte("33")) }},
+			{"delete", func() error { return tx.Delete("b", "e") }},
+			{"put_new_bucket", func() error { return tx.Put("new", "n", []byte("N")) }},
+			{"delete_other", func() error { return tx.Delete("other", "x") }},
+			{"put_then_delete", func() error {
+				if err := tx.Put("b", "tmp", []byte("t")); err != nil {
+					return err
+				}
+				return tx.Delete("b", "tmp")
+			}},
+			{"delete_then_put", func() error {
+				if err := tx.Delete("b", "a"); err != nil {
+					return err
+				}
+				return tx.Put("b", "a", []byte("11"))
+			}},
+		}
+		for _, st := range steps {
+			if err := st.fn(); err != nil {
+				return fmt.Errorf("%s: %w", st.name, err)
+			}
+		}
+		gets := []struct {
+			bucket, key, want string // want "" means not found
+		}{
+			{"b", "a", "11"}, {"b", "b", "2"}, {"b", "c", "33"}, {"b", "e", ""},
+			{"b", "tmp", ""}, {"new", "n", "N"}, {"other", "x", ""},
+		}
+		for _, g := range gets {
+			v, err := tx.Get(g.bucket, g.key)
+			switch {
+			case g.want == "" && !errors.Is(err, store.ErrNotFound):
+				return fmt.Errorf("get %s/%s inside tx = %q, %v; want not found", g.bucket, g.key, v, err)
+			case g.want != "" && (err != nil || string(v) != g.want):
+				return fmt.Errorf("get %s/%s inside tx = %q, %v; want %q", g.bucket, g.key, v, err, g.want)
+			}
+		}
+		got, err := scanTx(tx, "b", "", "")
+		if err != nil {
+			return err
+		}
+		want := []kv{{"a", "11"}, {"b", "2"}, {"c", "33"}}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("scan inside tx = %q, want %q", got, want)
+		}
+		if got, _ := scanTx(tx, "b", "", "b"); !slices.Equal(got, want[1:]) {
+			return fmt.Errorf("scan from b inside tx = %q, want %q", got, want[1:])
+		}
+		if got, _ := scanTx(tx, "other", "", ""); len(got) != 0 {
+			return fmt.Errorf("scan of emptied bucket inside tx = %q, want none", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameKVs(t, "after commit", scan(t, s, "b", "", ""), []kv{{"a", "11"}, {"b", "2"}, {"c", "33"}})
+	mustGet(t, s, "new", "n", "N")
+	mustMiss(t, s, "other", "x")
+}
+
+func testAtomicity(t *testing.T, open Opener) {
+	errBoom := errors.New("boom")
+	cases := []struct {
+		name    string
+		wantErr string
+		fn      func(tx store.Tx) error
+	}{
+		{"error_before_writes", "boom", func(tx store.Tx) error { return errBoom }},
+		{"error_after_one_put", "boom", func(tx store.Tx) error {
+			if err := tx.Put("a", "k1", []byte("new")); err != nil {
+				return err
+			}
+			return errBoom
+		}},
+		{"error_after_puts_and_deletes_in_three_buckets", "boom", func(tx store.Tx) error {
+			for _, b := range []string{"a", "b", "c"} {
+				if err := tx.Put(b, "k1", []byte("new")); err != nil {
+					return err
+				}
+				if err := tx.Put(b, "fresh", []byte("new")); err != nil {
+					return err
+				}
+				if err := tx.Delete(b, "k2"); err != nil {
+					return err
+				}
+			}
+			if err := tx.Put("created-bucket", "k", []byte("v")); err != nil {
+				return err
+			}
+			return errBoom
+		}},
+		{"wrapped_error_after_scan", "validation: boom", func(tx store.Tx) error {
+			if err := tx.Put("a", "k0", []byte("new")); err != nil {
+				return err
+			}
+			if err := tx.Scan("a", "", "", func(string, []byte) error { return nil }); err != nil {
+				return err
+			}
+			return fmt.Errorf("validation: %w", errBoom)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := open(t)
+			orig := []kv{{"k1", "old1"}, {"k2", "old2"}}
+			for _, b := range []string{"a", "b", "c"} {
+				put(t, s, b, orig...)
+			}
+			err := s.Update(context.Background(), c.fn)
+			if !errors.Is(err, errBoom) || err.Error() != c.wantErr {
+				t.Fatalf("Update error %v, want fn's error %q as is", err, c.wantErr)
+			}
+			for _, b := range []string{"a", "b", "c"} {
+				sameKVs(t, "bucket "+b, scan(t, s, b, "", ""), orig)
+			}
+			sameKVs(t, "created-bucket", scan(t, s, "created-bucket", "", ""), nil)
+		})
+	}
+}
+
+func testViewReadOnly(t *testing.T, open Opener) {
+	s := open(t)
+	put(t, s, "b", kv{"k", "v"})
+	cases := []struct {
+		name string
+		op   func(store.Tx) error
+	}{
+		{"put_existing_bucket", func(tx store.Tx) error { return tx.Put("b", "k", []byte("changed")) }},
+		{"put_new_key", func(tx store.Tx) error { return tx.Put("b", "k2", []byte("v")) }},
+		{"put_new_bucket", func(tx store.Tx) error { return tx.Put("nb", "k", []byte("v")) }},
+		{"delete", func(tx store.Tx) error { return tx.Delete("b", "k") }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var opErr error
+			err := s.View(context.Background(), func(tx store.Tx) error {
+				opErr = c.op(tx)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("View: %v", err)
+			}
+			if opErr == nil || !strings.Contains(opErr.Error(), "read-only transaction") {
+				t.Fatalf("write in View: error %v, want one containing %q", opErr, "read-only transaction")
+			}
+		})
+	}
+	sameKVs(t, "bucket b", scan(t, s, "b", "", ""), []kv{{"k", "v"}})
+	sameKVs(t, "bucket nb", scan(t, s, "nb", "", ""), nil)
+}

@@ -1,0 +1,183 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+	netClient "github.com/plgd-dev/go-coap/v3/net/client"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+	"github.com/plgd-dev/go-coap/v3/udp/coder"
+)
+
+// peer is the server side of one remote address. It is the go-coap
+// Session of the peer's udpclient.Conn (writes go out through the server's
+// socket), its inactivity monitor and its response cache (a view onto the
+// server-wide dedup cache), all in one allocation.
+type peer struct {
+	srv   *Server
+	ap    netip.AddrPort
+	raddr *net.UDPAddr
+	cc    *udpclient.Conn
+
+	ctx    atomic.Pointer[context.Context]
+	cancel context.CancelFunc
+	done   chan struct{}
+	closed atomic.Bool
+
+	mu      sync.Mutex
+	onClose []func()
+
+	lastActive atomic.Int64 // unix nanoseconds of the last datagram either way
+	lastConOut atomic.Int64 // unix nanoseconds of the last confirmable request we sent
+	local      atomic.Pointer[netip.Addr] // where the peer sent to (wildcard sockets)
+	oob        atomic.Pointer[[]byte]     // control message selecting that source
+}
+
+var (
+	_ udpclient.Session           = (*peer)(nil)
+	_ udpclient.InactivityMonitor = (*peer)(nil)
+	_ udpclient.MessageCache      = (*peer)(nil)
+)
+
+// Context is cancelled when the peer is closed.
+func (p *peer) Context() context.Context { return *p.ctx.Load() }
+
+// SetContextValue stores val under key in the peer's context.
+func (p *peer) SetContextValue(key, val any) {
+	ctx := context.WithValue(p.Context(), key, val)
+	p.ctx.Store(&ctx)
+}
+
+// Close forgets the peer: its context is cancelled, later datagrams from the
+// address get a fresh conn, and the on-close callbacks run on their own
+// goroutine (they may take locks the caller of Close holds).
+func (p *peer) Close() error {
+	if !p.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	p.cancel()
+	p.srv.forget(p)
+	go p.shutdown()
+	return nil
+}
+
+func (p *peer) shutdown() {
+	p.mu.Lock()
+	fns := p.onClose
+	p.onClose = nil
+	p.mu.Unlock()
+	for _, f := range fns {
+		f()
+	}
+	close(p.done)
+}
+
+// AddOnClose registers f to run after the peer was closed.
+func (p *peer) AddOnClose(f udpclient.EventFunc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.onClose == nil && p.closed.Load() {
+		go f()
+		return
+	}
+	p.onClose = append(p.onClose, f)
+}
+
+// Done is closed once the peer is closed and its callbacks have run.
+func (p *peer) Done() <-chan struct{} { return p.done }
+
+func (p *peer) MaxMessageSize() uint32 { return p.srv.cfg.MaxMessageSize }
+func (p *peer) RemoteAddr() net.Addr   { return p.raddr }
+func (p *peer) LocalAddr() net.Addr    { return p.srv.conn.LocalAddr() }
+func (p *peer) NetConn() net.Conn      { return p.srv.conn }
+
+// Run is part of go-coap's Session interface; the server's read loop feeds
+// the conn instead, so Run only waits for the peer to end.
+func (p *peer) Run(*udpclient.Conn) error {
+	<-p.done
+	return nil
+}
+
+// WriteMessage marshals msg and sends it to the peer from the server's
+// socket (and from the address the peer sent to, when the socket is bound
+// to a wildcard address).
+func (p *peer) WriteMessage(msg *pool.Message) error {
+	data, err := msg.MarshalWithEncoder(coder.DefaultCoder)
+	if err != nil {
+		return &netClient.RequestNotSentError{Err: fmt.Errorf("cannot marshal: %w", err)}
+	}
+	now := time.Now().UnixNano()
+	p.lastActive.Store(now)
+	if msg.Type() == message.Confirmable && msg.Code() >= codes.GET && msg.Code() < 32 {
+		p.lastConOut.Store(now)
+	}
+	return p.srv.write(data, p)
+}
+
+// WriteMulticastMessage is not supported on a peer.
+func (p *peer) WriteMulticastMessage(*pool.Message, *net.UDPAddr, ...coapNet.MulticastOption) error {
+	return errors.New("transport: multicast is not supported")
+}
+
+// Notify records activity (go-coap calls it for every received message).
+func (p *peer) Notify() { p.lastActive.Store(time.Now().UnixNano()) }
+
+// CheckInactivity closes the conn after IdleTimeout without traffic. go-coap
+// calls it (from the sweeper) only when no confirmable request of ours is
+// waiting for its acknowledgement.
+func (p *peer) CheckInactivity(now time.Time, cc *udpclient.Conn) {
+	if now.UnixNano()-p.lastActive.Load() > int64(p.srv.cfg.IdleTimeout) {
+		_ = cc.Close()
+	}
+}
+
+// Load implements udpclient.MessageCache over the server-wide dedup cache.
+// go-coap's key is the decimal message ID.
+func (p *peer) Load(key string, msg *pool.Message) (bool, error) {
+	mid, err := strconv.Atoi(key)
+	if err != nil {
+		return false, nil
+	}
+	return p.srv.dedup.load(dedupKey{peer: p.ap, mid: uint16(mid)}, msg)
+}
+
+// Store implements udpclient.MessageCache.
+func (p *peer) Store(key string, msg *pool.Message) error {
+	mid, err := strconv.Atoi(key)
+	if err != nil {
+		return nil
+	}
+	data, err := msg.MarshalWithEncoder(coder.DefaultCoder)
+	if err != nil {
+		return err
+	}
+	p.srv.dedup.store(dedupKey{peer: p.ap, mid: uint16(mid)}, data, time.Now())
+	return nil
+}
+
+// CheckExpirations implements udpclient.MessageCache. It does nothing: the
+// server's sweeper expires the shared cache in O(expired).
+func (p *peer) CheckExpirations(time.Time) {}
+
+// setLocal remembers the address the peer last sent to, for the source
+// address of replies on a wildcard-bound socket.
+func (p *peer) setLocal(dst netip.Addr) {
+	if cur := p.local.Load(); cur != nil && *cur == dst {
+		return
+	}
+	p.local.Store(&dst)
+	if oob := pktinfoOOB(dst, p.srv.v6); oob != nil {
+		p.oob.Store(&oob)
+	}
+}

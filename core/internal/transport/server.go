@@ -1,0 +1,492 @@
+// Package transport is the server's CoAP-over-UDP endpoint: one UDP socket,
+// a go-coap udpclient.Conn per active peer for requests in both directions,
+// block-wise transfers and duplicate detection.
+//
+// It is built from go-coap v3 pieces rather than on its udp/server.Server,
+// whose read loop walks the whole response cache of a peer on every datagram
+// from that peer (getConn → CheckExpirations), which costs most of the CPU
+// with a few dozen busy peers. Here responses for duplicate detection live in
+// one server-wide cache that is expired in O(expired) by a single periodic
+// sweeper, peers are kept in a sharded map, and a peer's conn is closed after
+// IdleTimeout so an idle registered device costs no conn memory. Because the
+// response cache is not part of the conn, a retransmission that arrives after
+// the conn was closed still gets the identical response.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+)
+
+// HandlerFunc handles one incoming CoAP message. mux.ToHandler[*udpclient.Conn]
+// turns a *mux.Router into one.
+type HandlerFunc = func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message)
+
+// Config configures a Server. Zero fields take the documented defaults.
+type Config struct {
+	// Addr is the UDP address to listen on; default ":5783".
+	Addr string
+	// Handler serves requests (GET/POST/PUT/DELETE/FETCH/...). Default:
+	// 4.04 for everything.
+	Handler HandlerFunc
+	// Responses is called for responses that match no request or
+	// observation of the peer's current conn, e.g. notifications of an
+	// observation made before a restart or before an idle conn was closed.
+	// Default: a confirmable one is acknowledged (not reset, which would
+	// cancel the observation) and dropped.
+	Responses HandlerFunc
+	Logger    *slog.Logger
+	// IdleTimeout closes a peer's conn after this long without a datagram
+	// in either direction (never while a confirmable request of ours waits
+	// for its ACK). It must exceed how long a device may take to send a
+	// separate response. Default 30s.
+	IdleTimeout time.Duration
+	// ExchangeLifetime is how long responses are kept for duplicate
+	// detection; default 247s (RFC 7252 EXCHANGE_LIFETIME).
+	ExchangeLifetime time.Duration
+	// SweepInterval is the period of the sweeper that expires the response
+	// cache and drives retransmissions of our confirmable requests and
+	// inactivity; default 200ms.
+	SweepInterval time.Duration
+	// MaxMessageSize is the largest datagram accepted; default 64 KiB.
+	MaxMessageSize uint32
+	// BlockwiseSZX is the largest block size used; default 1024 bytes.
+	BlockwiseSZX blockwise.SZX
+	// BlockwiseTimeout ends a block-wise transfer whose next block does not
+	// arrive in time; default 30s.
+	BlockwiseTimeout time.Duration
+	// MaxBodySize limits a request body assembled from Block1 transfers;
+	// default 1 MiB.
+	MaxBodySize int64
+	// Readers is the number of goroutines reading the socket; default
+	// min(GOMAXPROCS, 4).
+	Readers int
+}
+
+func (c *Config) defaults() {
+	if c.Addr == "" {
+		c.Addr = ":5783"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Logger = c.Logger.With("component", "transport")
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 30 * time.Second
+	}
+	if c.ExchangeLifetime <= 0 {
+		c.ExchangeLifetime = udpclient.ExchangeLifetime
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = 200 * time.Millisecond
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 64 * 1024
+	}
+	if c.BlockwiseSZX == 0 || c.BlockwiseSZX > blockwise.SZX1024 {
+		c.BlockwiseSZX = blockwise.SZX1024
+	}
+	if c.BlockwiseTimeout <= 0 {
+		c.BlockwiseTimeout = 30 * time.Second
+	}
+	if c.MaxBodySize <= 0 {
+		c.MaxBodySize = 1 << 20
+	}
+	if c.Readers <= 0 {
+		c.Readers = min(runtime.GOMAXPROCS(0), 4)
+	}
+}
+
+// peerShards is the number of independently locked parts of the peer map.
+const peerShards = 64
+
+type peerShard struct {
+	mu sync.RWMutex
+	m  map[netip.AddrPort]*peer
+}
+
+// Server is a CoAP/UDP server. Its methods are safe for concurrent use.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	dedup *dedupCache
+	pool  *pool.Pool
+
+	mu      sync.Mutex
+	conn    *net.UDPConn
+	pktinfo bool // the socket is bound to a wildcard address and reports destinations
+	v6      bool // the socket is IPv6 (dual-stack)
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	peers [peerShards]peerShard
+}
+
+// New returns a server for cfg; it does not open the socket yet.
+func New(cfg Config) *Server {
+	cfg.defaults()
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		dedup: newDedupCache(cfg.ExchangeLifetime),
+		pool:  pool.New(1024, 2048),
+	}
+	for i := range s.peers {
+		s.peers[i].m = make(map[netip.AddrPort]*peer)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Listen opens the UDP socket at Config.Addr, so that Addr is known before
+// Serve runs. Serve calls it if it was not called.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		return nil
+	}
+	laddr, err := net.ResolveUDPAddr("udp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("resolve %q: %w", s.cfg.Addr, err)
+	}
+	c, err := net.ListenUDP("udp", laddr)
+	if err != nil {
+		return fmt.Errorf("listen %q: %w", s.cfg.Addr, err)
+	}
+	s.conn = c
+	s.v6 = isV6Socket(c)
+	if laddr.IP == nil || laddr.IP.IsUnspecified() {
+		s.pktinfo = enablePktinfo(c)
+	}
+	return nil
+}
+
+// Addr returns the address the socket is bound to, or nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.LocalAddr()
+}
+
+// ListenAndServe is Listen followed by Serve.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// Serve reads datagrams until ctx is cancelled, then closes the socket and
+// every peer. It returns nil after a cancellation, else the socket error.
+// A Server serves once.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.log.Info("coap listening", "addr", s.conn.LocalAddr().String())
+	var wg sync.WaitGroup
+	errc := make(chan error, s.cfg.Readers)
+	for range s.cfg.Readers {
+		wg.Go(func() { errc <- s.readLoop() })
+	}
+	wg.Go(s.sweepLoop)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.cancel()
+	_ = s.conn.Close()
+	wg.Wait()
+	s.closePeers()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (s *Server) readLoop() error {
+	buf := make([]byte, s.cfg.MaxMessageSize+1)
+	var oob []byte
+	if s.pktinfo {
+		oob = make([]byte, 128)
+	}
+	for {
+		var (
+			n   int
+			ap  netip.AddrPort
+			dst netip.Addr
+			err error
+		)
+		if s.pktinfo {
+			var oobn int
+			n, oobn, _, ap, err = s.conn.ReadMsgUDPAddrPort(buf, oob)
+			if err == nil {
+				dst = parsePktinfo(oob[:oobn])
+			}
+		} else {
+			n, ap, err = s.conn.ReadFromUDPAddrPort(buf)
+		}
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		if n > int(s.cfg.MaxMessageSize) {
+			s.log.Debug("datagram too large", "peer", ap.String(), "size", n)
+			continue
+		}
+		s.handleDatagram(ap, dst, buf[:n])
+	}
+}
+
+func (s *Server) handleDatagram(ap netip.AddrPort, dst netip.Addr, data []byte) {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	p, created := s.peerFor(ap)
+	if p == nil {
+		return
+	}
+	if dst.IsValid() {
+		p.setLocal(dst)
+	}
+	err := p.cc.Process(nil, data)
+	if err == nil {
+		return
+	}
+	var malformed *udpclient.MalformedMessageError
+	if errors.As(err, &malformed) {
+		s.rejectMalformed(p, malformed)
+		if created {
+			_ = p.Close()
+		}
+		return
+	}
+	s.log.Debug("closing peer after processing error", "peer", ap.String(), "err", err)
+	_ = p.Close()
+}
+
+// rejectMalformed answers a confirmable message that could not be parsed
+// with a Reset (RFC 7252 §4.2); unknown versions are ignored (§3).
+func (s *Server) rejectMalformed(p *peer, e *udpclient.MalformedMessageError) {
+	s.log.Debug("malformed datagram", "peer", p.ap.String(), "err", e.Err)
+	if e.InvalidVersion || !e.HasHeader || e.Type != message.Confirmable || !message.ValidateMID(e.MessageID) {
+		return
+	}
+	rst := []byte{0x70, 0, byte(e.MessageID >> 8), byte(e.MessageID)}
+	if err := s.write(rst, p); err != nil {
+		s.log.Debug("cannot send reset", "peer", p.ap.String(), "err", err)
+	}
+}
+
+func (s *Server) write(data []byte, p *peer) error {
+	if oob := p.oob.Load(); oob != nil {
+		_, _, err := s.conn.WriteMsgUDPAddrPort(data, *oob, p.ap)
+		return err
+	}
+	_, err := s.conn.WriteToUDPAddrPort(data, p.ap)
+	return err
+}
+
+// Conn returns the conn to addr, creating it if needed, so that requests to
+// the device leave from the server's own socket (clients that connect()
+// their socket accept nothing else). The conn is closed when the peer has
+// been idle for IdleTimeout, so fetch it per exchange rather than keeping
+// it.
+func (s *Server) Conn(addr *net.UDPAddr) (*udpclient.Conn, error) {
+	if addr == nil {
+		return nil, errors.New("transport: nil address")
+	}
+	s.mu.Lock()
+	running := s.conn != nil
+	s.mu.Unlock()
+	if !running || s.ctx.Err() != nil {
+		return nil, errors.New("transport: server is not running")
+	}
+	ap := addr.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	p, _ := s.peerFor(ap)
+	if p == nil {
+		return nil, errors.New("transport: server is not running")
+	}
+	return p.cc, nil
+}
+
+// Peers returns the number of peers with an open conn.
+func (s *Server) Peers() int {
+	n := 0
+	for i := range s.peers {
+		sh := &s.peers[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+func (s *Server) shard(ap netip.AddrPort) *peerShard {
+	return &s.peers[hashAddrPort(ap)%peerShards]
+}
+
+// peerFor returns the live peer for ap, creating it if needed. It returns
+// nil once the server stopped.
+func (s *Server) peerFor(ap netip.AddrPort) (*peer, bool) {
+	sh := s.shard(ap)
+	sh.mu.RLock()
+	p := sh.m[ap]
+	sh.mu.RUnlock()
+	if p != nil && !p.closed.Load() {
+		return p, false
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if p = sh.m[ap]; p != nil && !p.closed.Load() {
+		return p, false
+	}
+	if s.ctx.Err() != nil {
+		return nil, false
+	}
+	p = s.newPeer(ap)
+	sh.m[ap] = p
+	return p, true
+}
+
+// forget removes p from the peer map unless a newer peer took its place.
+func (s *Server) forget(p *peer) {
+	sh := s.shard(p.ap)
+	sh.mu.Lock()
+	if sh.m[p.ap] == p {
+		delete(sh.m, p.ap)
+	}
+	sh.mu.Unlock()
+}
+
+func (s *Server) newPeer(ap netip.AddrPort) *peer {
+	p := &peer{srv: s, ap: ap, raddr: net.UDPAddrFromAddrPort(ap), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(s.ctx)
+	p.ctx.Store(&ctx)
+	p.cancel = cancel
+	p.lastActive.Store(time.Now().UnixNano())
+
+	cfg := udpclient.DefaultConfig
+	cfg.Handler = s.handle
+	cfg.Errors = s.coapError
+	cfg.MessagePool = s.pool
+	cfg.BlockwiseSZX = s.cfg.BlockwiseSZX
+	cfg.BlockwiseEnable = true
+	cfg.BlockwiseTransferTimeout = s.cfg.BlockwiseTimeout
+	cfg.MaxMessageSize = s.cfg.MaxMessageSize
+	cfg.MTU = udpclient.DefaultMTU
+	p.cc = udpclient.NewConnWithOpts(p, &cfg,
+		udpclient.WithResponseMessageCache(p),
+		udpclient.WithInactivityMonitor(udpclient.DeferInactivityWhileConfirmableMessagesPending(p)),
+		udpclient.WithBlockWise(s.newBlockWise),
+	)
+	return p
+}
+
+func (s *Server) newBlockWise(cc *udpclient.Conn) *blockwise.BlockWise[*udpclient.Conn] {
+	bw := blockwise.New(cc, s.cfg.BlockwiseTimeout, s.coapError, func(token message.Token) (*pool.Message, bool) {
+		return cc.GetObservationRequest(token)
+	})
+	bw.SetMaxReceiveBodySize(s.cfg.MaxBodySize)
+	bw.SetRollingExpiration(true)
+	return bw
+}
+
+// handle dispatches a message that go-coap did not consume itself: requests
+// go to Config.Handler, unmatched responses to Config.Responses.
+func (s *Server) handle(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message) {
+	if r.Code() >= codes.GET && r.Code() < 32 {
+		if s.cfg.Handler == nil {
+			_ = w.SetResponse(codes.NotFound, message.TextPlain, nil)
+			return
+		}
+		s.cfg.Handler(w, r)
+		return
+	}
+	if s.cfg.Responses != nil {
+		s.cfg.Responses(w, r)
+	}
+}
+
+func (s *Server) coapError(err error) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.log.Debug("coap", "err", err)
+}
+
+// sweepLoop expires the dedup cache and runs go-coap's per-conn checks
+// (retransmissions, block-wise and pending-message cleanup, inactivity):
+// every tick for peers we recently sent a confirmable request to, every
+// second for the others.
+func (s *Server) sweepLoop() {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	fullEvery := max(int(min(time.Second, s.cfg.IdleTimeout/4)/s.cfg.SweepInterval), 1)
+	var batch []*peer
+	for tick := 0; ; tick++ {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			s.dedup.expire(now)
+			full := tick%fullEvery == 0
+			// A CON we sent may still be retransmitted for MAX_TRANSMIT_WAIT (93s).
+			recent := now.Add(-100 * time.Second).UnixNano()
+			for i := range s.peers {
+				sh := &s.peers[i]
+				batch = batch[:0]
+				sh.mu.RLock()
+				for _, p := range sh.m {
+					if full || p.lastConOut.Load() > recent {
+						batch = append(batch, p)
+					}
+				}
+				sh.mu.RUnlock()
+				for _, p := range batch {
+					p.cc.CheckExpirations(now)
+				}
+			}
+			clear(batch)
+		}
+	}
+}
+
+func (s *Server) closePeers() {
+	for i := range s.peers {
+		sh := &s.peers[i]
+		sh.mu.RLock()
+		ps := make([]*peer, 0, len(sh.m))
+		for _, p := range sh.m {
+			ps = append(ps, p)
+		}
+		sh.mu.RUnlock()
+		for _, p := range ps {
+			_ = p.Close()
+		}
+	}
+}
