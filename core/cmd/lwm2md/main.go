@@ -28,7 +28,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("lwm2md", flag.ContinueOnError)
 	var cfg server.Config
-	var logLevel string
+	var logLevel, debugAddr string
 	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "REST API listen address")
 	fs.StringVar(&cfg.CoAPAddr, "coap", ":5783", "LwM2M server CoAP/UDP listen address")
 	fs.StringVar(&cfg.Store, "store", "bolt:./data/lwm2md.db", "store: bolt:PATH (embedded) or redis://HOST:PORT/DB")
@@ -36,6 +36,7 @@ func run(args []string) error {
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 30*time.Second, "timeout of one request to a device")
 	fs.DurationVar(&cfg.AwakeTime, "awake-time", 60*time.Second, "how long a queue-mode device stays reachable after it registers or updates")
+	fs.StringVar(&debugAddr, "debug-addr", "", "serve pprof and /debug/memory on this address (e.g. 127.0.0.1:6060); off when empty")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,6 +49,13 @@ func run(args []string) error {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	if debugAddr != "" {
+		a, err := serveDebug(debugAddr)
+		if err != nil {
+			return fmt.Errorf("-debug-addr: %w", err)
+		}
+		fmt.Printf("lwm2md: debug endpoints on http://%s/debug/\n", a)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	srv, err := server.Open(ctx, cfg)

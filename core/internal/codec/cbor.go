@@ -2,6 +2,7 @@ package codec
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -19,7 +20,7 @@ func decodeCBOR(base lwm2m.Path, data []byte, types TypeResolver) ([]lwm2m.Recor
 	}
 	var item any
 	if err := decMode.Unmarshal(data, &item); err != nil {
-		return nil, malformed("cbor: %v", err)
+		return nil, malformed("cbor: %s", cborError(err))
 	}
 	r, ok := rawCBOR(item)
 	if !ok {
@@ -69,3 +70,7 @@ func encodeCBOR(base lwm2m.Path, recs []lwm2m.Record) ([]byte, error) {
 	}
 	return encMode.Marshal(item)
 }
+
+// cborError drops the library's own "cbor: " prefix, which the format
+// name already gives.
+func cborError(err error) string { return strings.TrimPrefix(err.Error(), "cbor: ") }

@@ -49,7 +49,7 @@ var encMode = func() cbor.EncMode {
 func decodeSenMLCBOR(base lwm2m.Path, data []byte, types TypeResolver) ([]lwm2m.Record, error) {
 	var pack []senmlCBORRec
 	if err := decMode.Unmarshal(data, &pack); err != nil {
-		return nil, malformed("senml-cbor: %v", err)
+		return nil, malformed("senml-cbor: %s", cborError(err))
 	}
 	recs := make([]senmlRec, len(pack))
 	for i, c := range pack {

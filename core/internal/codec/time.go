@@ -16,6 +16,10 @@ const relativeLimit = 1 << 28
 // them to now cannot overflow a time.Duration.
 const maxRelative = 1 << 32
 
+// maxFloatTime bounds absolute float times (year 36812) so that they keep
+// sub-millisecond precision.
+const maxFloatTime = 1 << 40
+
 // num is a SenML number: an exact integer, or a float.
 type num struct {
 	float bool
@@ -83,7 +87,7 @@ func (a num) time() (time.Time, error) {
 		return time.Unix(a.i, 0).UTC(), nil
 	}
 	f := a.f
-	if math.IsNaN(f) || f <= -maxRelative || f >= 1<<53 {
+	if math.IsNaN(f) || f <= -maxRelative || f >= maxFloatTime {
 		return time.Time{}, errTimeRange
 	}
 	if f < relativeLimit {

@@ -298,6 +298,15 @@ func appendTLVContainer(dst []byte, typ uint8, id uint16, recs []lwm2m.Record, c
 }
 
 func appendTLVValue(dst []byte, typ uint8, id uint16, r lwm2m.Record) ([]byte, error) {
+	var h [6]byte
+	if t := r.Value.Type; t == lwm2m.TypeString || t == lwm2m.TypeCorelnk {
+		// Appended straight from the string, saving a copy.
+		if len(r.Value.Str) > tlvMaxLen {
+			return nil, fmt.Errorf("tlv: %v is %d bytes, more than TLV's %d", r.Path, len(r.Value.Str), tlvMaxLen)
+		}
+		dst = append(dst, tlvHeader(&h, typ, id, len(r.Value.Str))...)
+		return append(dst, r.Value.Str...), nil
+	}
 	var scratch [8]byte
 	val, err := tlvValueBytes(&scratch, r.Value)
 	if err != nil {
@@ -306,7 +315,6 @@ func appendTLVValue(dst []byte, typ uint8, id uint16, r lwm2m.Record) ([]byte, e
 	if len(val) > tlvMaxLen {
 		return nil, fmt.Errorf("tlv: %v is %d bytes, more than TLV's %d", r.Path, len(val), tlvMaxLen)
 	}
-	var h [6]byte
 	dst = append(dst, tlvHeader(&h, typ, id, len(val))...)
 	return append(dst, val...), nil
 }
@@ -345,8 +353,6 @@ func tlvHeader(h *[6]byte, typ uint8, id uint16, n int) []byte {
 // tlvValueBytes encodes v; numbers use the smallest width that holds them.
 func tlvValueBytes(s *[8]byte, v lwm2m.Value) ([]byte, error) {
 	switch v.Type {
-	case lwm2m.TypeString, lwm2m.TypeCorelnk:
-		return []byte(v.Str), nil
 	case lwm2m.TypeOpaque, lwm2m.TypeNone:
 		return v.Bytes, nil
 	case lwm2m.TypeInteger, lwm2m.TypeTime:

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
 )
@@ -25,7 +26,8 @@ const (
 	rawTime
 )
 
-var rawKindNames = [...]string{"", "integer", "unsigned integer", "float", "string", "boolean", "byte string", "object link", "time"}
+// rawKindNames name the kinds with their article, for error messages.
+var rawKindNames = [...]string{"", "an integer", "an unsigned integer", "a float", "a string", "a boolean", "a byte string", "an object link", "a time"}
 
 func (k rawKind) String() string { return rawKindNames[k] }
 
@@ -113,7 +115,7 @@ func toValue(format string, p lwm2m.Path, t lwm2m.Type, r raw) (lwm2m.Value, err
 		return v, nil
 	}
 	mismatch := func() (lwm2m.Value, error) {
-		return lwm2m.Value{}, malformed("%s: %v is %v but the payload carries a %v", format, p, t, r.kind)
+		return lwm2m.Value{}, malformed("%s: %v is %v but the payload carries %v", format, p, t, r.kind)
 	}
 	switch t {
 	case lwm2m.TypeNone:
@@ -141,6 +143,11 @@ func toValue(format string, p lwm2m.Path, t lwm2m.Type, r raw) (lwm2m.Value, err
 		case rawString:
 			s = r.s
 		case rawBytes:
+			// Opaque bytes for a string resource: accept them only when
+			// they are text, which every format can carry on.
+			if !utf8.Valid(r.data) {
+				return lwm2m.Value{}, malformed("%s: %v is %v but the payload carries bytes that are not UTF-8", format, p, t)
+			}
 			s = string(r.data)
 		default:
 			return mismatch()

@@ -353,5 +353,9 @@ func (c *Client) emitTo(ctx context.Context, tenant, deviceID, ep, source string
 
 // acceptFor is the content format to ask a device for at path p.
 func acceptFor(reg *registry.Registration, p lwm2m.Path) lwm2m.Format {
-	return codec.Preferred(reg.Version, reg.Formats, p.Level())
+	formats := make([]lwm2m.Format, len(reg.Formats))
+	for i, f := range reg.Formats {
+		formats[i] = lwm2m.Format(f)
+	}
+	return codec.Preferred(reg.Version, formats, p.Level())
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
+var _ registry.Listener = (*Client)(nil)
+
 // HandleUnmatched takes the CoAP messages that go-coap could not match to
 // a request of ours: responses that reach the server's root handler. Those
 // are notifications, whose observations are kept by token here and in the
@@ -33,7 +35,7 @@ func (c *Client) HandleUnmatched(w mux.ResponseWriter, r *mux.Message) bool {
 	if err != nil {
 		// The store is down: the observation may well be valid, so keep
 		// it (no Reset); this one value is lost.
-		c.log.Warn("cannot match notification", "token", hex.EncodeToString(r.Token()), "err", err)
+		c.log.Warn("cannot match notification", "peer", peer(w), "err", err)
 		return true
 	}
 	if o == nil {
@@ -49,7 +51,7 @@ func (c *Client) HandleUnmatched(w mux.ResponseWriter, r *mux.Message) bool {
 // that routes unmatched responses to a handler of their own
 // (transport.Config.Responses). A request reaching it is answered 4.04.
 func (c *Client) HandleResponse(w mux.ResponseWriter, r *mux.Message) {
-	if !c.HandleUnmatched(w, r) {
+	if !c.HandleUnmatched(w, r) && r.Code() != codes.Empty {
 		answer(w, codes.NotFound, "")
 	}
 }
@@ -67,16 +69,23 @@ func (c *Client) Middleware(next mux.Handler) mux.Handler {
 // notification accepts one notification of o.
 func (c *Client) notification(ctx context.Context, o *observation, r *mux.Message) {
 	rec := o.rec
-	if r.Code() != codes.Content {
+	if r.Code()>>5 != 2 {
 		// An error code ends the observation (RFC 7641 §3.2).
 		c.log.Info("device ended observation", "endpoint", rec.Endpoint, "path", rec.Path.String(), "code", r.Code().String())
 		c.dropLogged(ctx, o)
 		return
 	}
 	seq, err := r.Observe()
-	final := err != nil // a 2.05 without Observe also ends it
+	final := err != nil // a notification without Observe also ends it
 	if !final && !o.fresh(seq, time.Now()) {
 		return // reordered: older than the value we have
+	}
+	if r.Code() != codes.Content {
+		// 2.03 Valid: the value we have is still current.
+		if final {
+			c.dropLogged(ctx, o)
+		}
+		return
 	}
 	body, err := r.ReadBody()
 	if err != nil {
@@ -153,11 +162,14 @@ func (c *Client) Deregistered(ctx context.Context, reg *registry.Registration, _
 // dropEndpoint forgets the observations of ep that match drop, in the
 // cache and the store. Their notifications will be reset.
 func (c *Client) dropEndpoint(ctx context.Context, ep string, drop func(*obsRecord) bool) {
-	for _, o := range c.obs.endpoint(ep) {
-		if drop(&o.rec) {
-			c.obs.remove(o)
+	// Store first, then cache: see forget.
+	defer func() {
+		for _, o := range c.obs.endpoint(ep) {
+			if drop(&o.rec) {
+				c.obs.remove(o)
+			}
 		}
-	}
+	}()
 	n := 0
 	err := c.st.Update(ctx, func(tx store.Tx) error {
 		n = 0

@@ -75,6 +75,9 @@ type obsIndex struct {
 	mu      sync.Mutex
 	byToken map[string]*observation
 	byEP    map[string]map[lwm2m.Path]*observation
+	// gen counts removals, so that a record read from the store while an
+	// observation was being forgotten is not cached again (see cache).
+	gen uint64
 }
 
 func newObsIndex() *obsIndex {
@@ -99,10 +102,43 @@ func (x *obsIndex) put(o *observation) *observation {
 	return old
 }
 
+// generation returns the removal count, to pass to cache.
+func (x *obsIndex) generation() uint64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.gen
+}
+
+// cache adds an observation read from the store unless something was
+// removed since gen (the record may be one being forgotten) or the path
+// is cached already. It returns the observation to use.
+func (x *obsIndex) cache(o *observation, gen uint64) *observation {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if cur := x.byEP[o.rec.Endpoint][o.rec.Path]; cur != nil {
+		if string(cur.rec.Token) == string(o.rec.Token) {
+			return cur
+		}
+		return o // a newer observation of the path is cached: use, don't cache
+	}
+	if x.gen != gen {
+		return o
+	}
+	paths := x.byEP[o.rec.Endpoint]
+	if paths == nil {
+		paths = map[lwm2m.Path]*observation{}
+		x.byEP[o.rec.Endpoint] = paths
+	}
+	paths[o.rec.Path] = o
+	x.byToken[string(o.rec.Token)] = o
+	return o
+}
+
 // remove drops o if it is still the cached observation of its token.
 func (x *obsIndex) remove(o *observation) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.gen++
 	if x.byToken[string(o.rec.Token)] == o {
 		delete(x.byToken, string(o.rec.Token))
 	}
@@ -244,6 +280,7 @@ func (c *Client) lookupPath(ctx context.Context, ep string, p lwm2m.Path) (*obse
 	if o := c.obs.path(ep, p); o != nil {
 		return o, nil
 	}
+	gen := c.obs.generation()
 	var rec obsRecord
 	err := c.st.View(ctx, func(tx store.Tx) error {
 		v, err := tx.Get(bucketObs, obsKey(ep, p))
@@ -258,9 +295,7 @@ func (c *Client) lookupPath(ctx context.Context, ep string, p lwm2m.Path) (*obse
 	if err != nil {
 		return nil, fmt.Errorf("load observation of %s on %q: %w", p, ep, err)
 	}
-	o := &observation{rec: rec}
-	c.obs.put(o)
-	return o, nil
+	return c.obs.cache(&observation{rec: rec}, gen), nil
 }
 
 // lookupToken finds the observation a notification belongs to, in the
@@ -272,6 +307,7 @@ func (c *Client) lookupToken(ctx context.Context, token []byte) (*observation, e
 	if o := c.obs.token(token); o != nil {
 		return o, nil
 	}
+	gen := c.obs.generation()
 	var rec obsRecord
 	found := false
 	err := c.st.View(ctx, func(tx store.Tx) error {
@@ -298,9 +334,7 @@ func (c *Client) lookupToken(ctx context.Context, token []byte) (*observation, e
 	if err != nil || !found {
 		return nil, err
 	}
-	o := &observation{rec: rec}
-	c.obs.put(o)
-	return o, nil
+	return c.obs.cache(&observation{rec: rec}, gen), nil
 }
 
 // persist writes rec, replacing an earlier observation of the same path.
@@ -328,10 +362,11 @@ func (c *Client) persist(ctx context.Context, rec obsRecord) error {
 	})
 }
 
-// forget drops o from the cache and, if it is still the stored
-// observation of its path, from the store.
+// forget drops o from the store, if it is still the stored observation of
+// its path, and then from the cache: in that order a concurrent cache miss
+// cannot bring it back (see obsIndex.cache).
 func (c *Client) forget(ctx context.Context, o *observation) error {
-	c.obs.remove(o)
+	defer c.obs.remove(o)
 	key := obsKey(o.rec.Endpoint, o.rec.Path)
 	err := c.st.Update(ctx, func(tx store.Tx) error {
 		if err := tx.Delete(bucketObsToken, hex.EncodeToString(o.rec.Token)); err != nil {

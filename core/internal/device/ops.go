@@ -259,7 +259,7 @@ func writeFormat(reg *registry.Registration, p lwm2m.Path, recs []lwm2m.Record) 
 	f := acceptFor(reg, p)
 	single := len(recs) == 1 && recs[0].Path == p && p.Level() >= lwm2m.LevelResource
 	simple := f == lwm2m.FormatText || f == lwm2m.FormatOpaque || f == lwm2m.FormatCBOR
-	if single && (simple || reg.Version == "1.0" || reg.Version == "") {
+	if single && (simple || !strings.HasPrefix(reg.Version, "1.") || reg.Version == "1.0") {
 		if recs[0].Value.Type == lwm2m.TypeOpaque {
 			return lwm2m.FormatOpaque
 		}

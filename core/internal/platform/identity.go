@@ -47,7 +47,7 @@ func putExternalID(tx store.Tx, tenant, typ, ext string, mo uint64) error {
 	if ok, err := exists(tx, bucketXID, key); err != nil {
 		return err
 	} else if ok {
-		return fmt.Errorf("%w: external id %s %q", ErrDuplicate, typ, ext)
+		return duplicate("external id %s %q already exists", typ, ext)
 	}
 	if err := tx.Put(bucketXID, key, []byte(strconv.FormatUint(mo, 10))); err != nil {
 		return err

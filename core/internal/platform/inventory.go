@@ -32,6 +32,9 @@ type ManagedObject struct {
 	Self string
 }
 
+// timeFormat is Cumulocity's: UTC with milliseconds.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
 // MarshalJSON renders the flat Cumulocity form: fixed fields and fragments
 // side by side.
 func (m *ManagedObject) MarshalJSON() ([]byte, error) {
@@ -43,8 +46,8 @@ func (m *ManagedObject) MarshalJSON() ([]byte, error) {
 	out["type"] = m.Type
 	out["name"] = m.Name
 	out["owner"] = m.Owner
-	out["creationTime"] = m.CreationTime
-	out["lastUpdated"] = m.LastUpdated
+	out["creationTime"] = m.CreationTime.UTC().Format(timeFormat)
+	out["lastUpdated"] = m.LastUpdated.UTC().Format(timeFormat)
 	if m.Self != "" {
 		out["self"] = m.Self
 	}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -62,7 +63,15 @@ const (
 	bucketXIDByMO  = "platform_xid_mo"   // tenant/padded id/type/externalId -> xidEntry
 	bucketEndpoint = "platform_endpoint" // endpoint (global) -> binding
 	bucketLatest   = "platform_latest"   // tenant/padded id -> map path -> LatestValue
+	bucketPSK      = "platform_psk"      // "s/"|"b/" + psk identity (global) -> pskBinding
+	bucketAlarm    = "platform_alarm"    // tenant/reversed id -> alarmRecord
+	bucketAlarmSrc = "platform_alarm_src" // tenant/padded source/reversed id -> ""
+	bucketAlarmAct = "platform_alarm_act" // tenant/padded source/type -> id of the open alarm
+	bucketEvent    = "platform_event"    // tenant/reversed id -> eventRecord
+	bucketEventSrc = "platform_event_src" // tenant/padded source/reversed id -> ""
 	seqMO          = "mo"
+	seqAlarm       = "alarm"
+	seqEvent       = "event"
 )
 
 // Options tune a Platform; the zero value is the production setting.
@@ -77,7 +86,16 @@ type Options struct {
 	AuthCacheTTL time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// MaxRequestTimeout bounds a device's lwm2mRequestTimeout
+	// (DefaultMaxRequestTimeout when 0).
+	MaxRequestTimeout time.Duration
+	// BulkWorkers is how many rows of a bulk registration are written at
+	// once (16 when 0); concurrent Updates share commits.
+	BulkWorkers int
 }
+
+// DefaultMaxRequestTimeout is the default of Options.MaxRequestTimeout.
+const DefaultMaxRequestTimeout = 5 * time.Minute
 
 // Platform is the domain service. It is safe for concurrent use; all its
 // state is in the store apart from the authentication cache.
@@ -87,11 +105,24 @@ type Platform struct {
 	cost  int
 	cache *authCache
 	now   func() time.Time
+	// maxReq bounds lwm2mRequestTimeout; workers is Options.BulkWorkers.
+	maxReq  time.Duration
+	workers int
+	// dummyHash is compared against for unknown users, so that a wrong
+	// user name costs as much time as a wrong password and names cannot
+	// be probed. Made on first use, at the configured cost.
+	dummyHash func() []byte
 }
 
 // New returns a Platform keeping its data in st.
 func New(st store.Store, opts Options) *Platform {
-	p := &Platform{st: st, log: opts.Logger, cost: opts.BcryptCost, now: opts.Now}
+	p := &Platform{st: st, log: opts.Logger, cost: opts.BcryptCost, now: opts.Now, maxReq: opts.MaxRequestTimeout, workers: opts.BulkWorkers}
+	if p.maxReq <= 0 {
+		p.maxReq = DefaultMaxRequestTimeout
+	}
+	if p.workers <= 0 {
+		p.workers = 16
+	}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -107,6 +138,10 @@ func New(st store.Store, opts Options) *Platform {
 		ttl = time.Minute
 	}
 	p.cache = newAuthCache(ttl, 10000)
+	p.dummyHash = sync.OnceValue(func() []byte {
+		h, _ := bcrypt.GenerateFromPassword([]byte("lwm2md-dummy-password"), p.cost)
+		return h
+	})
 	return p
 }
 
@@ -127,20 +162,23 @@ func padID(n uint64) string { return fmt.Sprintf("%020d", n) }
 func moKey(tenant string, n uint64) string { return tenant + "/" + padID(n) }
 
 // nextID increments the managed object counter inside tx.
-func nextID(tx store.Tx) (uint64, error) {
-	var n uint64
-	b, err := tx.Get(bucketSeq, seqMO)
+func nextID(tx store.Tx) (uint64, error) { return nextSeq(tx, seqMO, 1) }
+
+// nextSeq adds n to a counter inside tx and returns the first of the n
+// numbers reserved.
+func nextSeq(tx store.Tx, name string, n uint64) (uint64, error) {
+	var last uint64
+	b, err := tx.Get(bucketSeq, name)
 	switch {
 	case err == nil:
-		n, err = strconv.ParseUint(string(b), 10, 64)
+		last, err = strconv.ParseUint(string(b), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("corrupt id counter %q: %w", b, err)
+			return 0, fmt.Errorf("corrupt id counter %s %q: %w", name, b, err)
 		}
 	case !errors.Is(err, store.ErrNotFound):
 		return 0, err
 	}
-	n++
-	return n, tx.Put(bucketSeq, seqMO, []byte(strconv.FormatUint(n, 10)))
+	return last + 1, tx.Put(bucketSeq, name, []byte(strconv.FormatUint(last+n, 10)))
 }
 
 // getJSON reads key into v; the error wraps store.ErrNotFound when absent.
@@ -174,8 +212,26 @@ func exists(tx store.Tx, bucket, key string) (bool, error) {
 
 func notFound(what string) error { return fmt.Errorf("%s: %w", what, store.ErrNotFound) }
 
+// kindError is a message that matches one of the sentinel errors without
+// repeating its text ("endpoint is required", not "invalid input: ...").
+type kindError struct {
+	kind error
+	msg  string
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	return &kindError{ErrInvalid, fmt.Sprintf(format, args...)}
+}
+
+func duplicate(format string, args ...any) error {
+	return &kindError{ErrDuplicate, fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) error {
+	return &kindError{ErrForbidden, fmt.Sprintf(format, args...)}
 }
 
 func unmarshal(bucket, key string, v []byte, dst any) error {

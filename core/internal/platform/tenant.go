@@ -104,7 +104,7 @@ func putTenant(tx store.Tx, t tenantRecord, admin userRecord) error {
 // management tenant may; domains are unique (ErrDuplicate).
 func (p *Platform) CreateTenant(ctx context.Context, caller rest.Principal, req NewTenant) (*Tenant, error) {
 	if caller.Tenant != Management || !caller.Admin {
-		return nil, fmt.Errorf("%w: only admins of the management tenant create tenants", ErrForbidden)
+		return nil, forbidden("only admins of the management tenant create tenants")
 	}
 	req.Company = strings.TrimSpace(req.Company)
 	req.Domain = strings.TrimSpace(req.Domain)
@@ -130,7 +130,7 @@ func (p *Platform) CreateTenant(ctx context.Context, caller rest.Principal, req 
 		if ok, err := exists(tx, bucketDomain, strings.ToLower(req.Domain)); err != nil {
 			return err
 		} else if ok {
-			return fmt.Errorf("%w: a tenant with domain %q", ErrDuplicate, req.Domain)
+			return duplicate("a tenant with domain %q already exists", req.Domain)
 		}
 		id, err := newTenantID(tx)
 		if err != nil {
@@ -180,7 +180,7 @@ func (p *Platform) Tenant(ctx context.Context, id string) (*Tenant, error) {
 // Tenants lists all tenants by id; only management admins may.
 func (p *Platform) Tenants(ctx context.Context, caller rest.Principal) ([]*Tenant, error) {
 	if caller.Tenant != Management || !caller.Admin {
-		return nil, fmt.Errorf("%w: only admins of the management tenant list tenants", ErrForbidden)
+		return nil, forbidden("only admins of the management tenant list tenants")
 	}
 	var out []*Tenant
 	err := p.st.View(ctx, func(tx store.Tx) error {

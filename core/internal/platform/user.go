@@ -48,7 +48,7 @@ const (
 
 func checkPassword(pw string) error {
 	if len(pw) < MinPassword || len(pw) > MaxPassword {
-		return fmt.Errorf("%w: password must be %d to %d bytes long", ErrInvalid, MinPassword, MaxPassword)
+		return invalid("password must be %d to %d bytes long", MinPassword, MaxPassword)
 	}
 	return nil
 }
@@ -56,11 +56,11 @@ func checkPassword(pw string) error {
 // checkUserName keeps names usable in "tenant/user:password" credentials.
 func checkUserName(name string) error {
 	if name == "" || len(name) > 100 {
-		return fmt.Errorf("%w: user name must be 1 to 100 bytes long", ErrInvalid)
+		return invalid("user name must be 1 to 100 bytes long")
 	}
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-@+", c)) {
-			return fmt.Errorf("%w: user name %q may hold only letters, digits and . _ - @ +", ErrInvalid, name)
+			return invalid("user name %q may hold only letters, digits and . _ - @ +", name)
 		}
 	}
 	return nil
@@ -84,7 +84,7 @@ func mayManageUsers(caller rest.Principal, tenant string) bool {
 // tenant or of the management tenant (ErrForbidden otherwise).
 func (p *Platform) CreateUser(ctx context.Context, caller rest.Principal, tenant string, req NewUser) (*User, error) {
 	if !mayManageUsers(caller, tenant) {
-		return nil, fmt.Errorf("%w: only admins create users", ErrForbidden)
+		return nil, forbidden("only admins create users")
 	}
 	if err := checkUserName(req.UserName); err != nil {
 		return nil, err
@@ -109,7 +109,7 @@ func (p *Platform) CreateUser(ctx context.Context, caller rest.Principal, tenant
 		if ok, err := exists(tx, bucketUser, userKey(tenant, req.UserName)); err != nil {
 			return err
 		} else if ok {
-			return fmt.Errorf("%w: user %q", ErrDuplicate, req.UserName)
+			return duplicate("user %q already exists", req.UserName)
 		}
 		return putJSON(tx, bucketUser, userKey(tenant, req.UserName), u)
 	})
@@ -137,7 +137,7 @@ func (p *Platform) User(ctx context.Context, tenant, name string) (*User, error)
 // admins.
 func (p *Platform) Users(ctx context.Context, caller rest.Principal, tenant string) ([]*User, error) {
 	if !mayManageUsers(caller, tenant) {
-		return nil, fmt.Errorf("%w: only admins list users", ErrForbidden)
+		return nil, forbidden("only admins list users")
 	}
 	var out []*User
 	err := p.st.View(ctx, func(tx store.Tx) error {
@@ -162,7 +162,7 @@ func (p *Platform) Users(ctx context.Context, caller rest.Principal, tenant stri
 // node end at once.
 func (p *Platform) SetPassword(ctx context.Context, caller rest.Principal, tenant, name, password string) error {
 	if !mayManageUsers(caller, tenant) && (caller.Tenant != tenant || caller.User != name) {
-		return fmt.Errorf("%w: only admins change other users' passwords", ErrForbidden)
+		return forbidden("only admins change other users' passwords")
 	}
 	if err := checkPassword(password); err != nil {
 		return err
@@ -192,10 +192,6 @@ func (p *Platform) SetPassword(ctx context.Context, caller rest.Principal, tenan
 	return nil
 }
 
-// dummyHash is compared against for unknown users, so that a wrong user
-// name costs as much time as a wrong password and names cannot be probed.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("lwm2md-dummy-password"), bcrypt.DefaultCost)
-
 // Authenticate checks a password and returns the principal. It answers
 // ErrUnauthorized for an unknown tenant or user or a wrong password, and a
 // wrapped store error when the check could not be made. Successful checks
@@ -217,7 +213,7 @@ func (p *Platform) Authenticate(ctx context.Context, tenant, user, password stri
 		})
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(p.dummyHash(), []byte(password))
 		return rest.Principal{}, ErrUnauthorized
 	}
 	if err != nil {

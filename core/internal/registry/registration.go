@@ -4,8 +4,10 @@
 package registry
 
 import (
+	"fmt"
 	"time"
 
+	"github.com/lwm2md/lwm2md/core/internal/codec"
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
 )
 
@@ -23,7 +25,7 @@ type Registration struct {
 	SMS          string       `json:"sms,omitempty"`
 	RootPath     string       `json:"rootPath,omitempty"` // alternate path, "/" by default
 	ObjectLinks  []lwm2m.Link `json:"-"`
-	Links        string       `json:"objectLinks"` // the link-format payload as registered
+	Links        string       `json:"objectLinks"`              // the link-format payload as registered
 	Formats      []uint16     `json:"contentFormats,omitempty"` // root link "ct"
 	Address      string       `json:"address"`                  // "ip:port" the device sent from
 	Transport    string       `json:"transport"`                // "udp" or "dtls"
@@ -32,9 +34,39 @@ type Registration struct {
 	// AwakeUntil is the end of the current awake window of a queue-mode
 	// device; requests are sent only before it.
 	AwakeUntil time.Time `json:"awakeUntil,omitzero"`
+	// AwakeTime is the awake time in seconds the client asked for with the
+	// "at" query parameter, 0 if it did not.
+	AwakeTime int64 `json:"awakeTime,omitempty"`
+	// Expiry is when the registration is removed unless updated: ExpiresAt
+	// plus the expiry grace, in Unix milliseconds. It names the entry in the
+	// store's expiry index.
+	Expiry int64 `json:"expiry"`
 }
 
 // ExpiresAt is when the registration ends unless updated.
 func (r *Registration) ExpiresAt() time.Time {
 	return r.LastUpdate.Add(time.Duration(r.Lifetime) * time.Second)
+}
+
+// Objects returns the object links, parsing Links if ObjectLinks was not
+// filled (registrations read from the store keep only the raw payload).
+func (r *Registration) Objects() ([]lwm2m.Link, error) {
+	if r.ObjectLinks != nil || r.Links == "" {
+		return r.ObjectLinks, nil
+	}
+	links, err := codec.ParseLinks([]byte(r.Links))
+	if err != nil {
+		return nil, fmt.Errorf("registration %s: %w", r.ID, err)
+	}
+	return links, nil
+}
+
+// expiryKey is the registration's key in the expiry index: zero-padded
+// Unix milliseconds so that keys sort by time, then the id.
+func (r *Registration) expiryKey() string {
+	return expiryKey(r.Expiry, r.ID)
+}
+
+func expiryKey(ms int64, id string) string {
+	return fmt.Sprintf("%013d/%s", ms, id)
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"sort"
 
+	"github.com/lwm2md/lwm2md/core/internal/codec"
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
 )
 
@@ -42,15 +43,15 @@ const BinaryObjectID = 33000
 // a typical constrained device carries.
 var objects = []*objDef{
 	{id: 1, ver11: "1.1", res: []resDef{
-		{id: 0, typ: lwm2m.TypeInteger, ops: opR},            // Short Server ID
-		{id: 1, typ: lwm2m.TypeInteger, ops: opR | opW},      // Lifetime
-		{id: 2, typ: lwm2m.TypeInteger, ops: opR | opW},      // Default Minimum Period
-		{id: 3, typ: lwm2m.TypeInteger, ops: opR | opW},      // Default Maximum Period
-		{id: 4, ops: opE},                                    // Disable
-		{id: 5, typ: lwm2m.TypeInteger, ops: opR | opW},      // Disable Timeout
-		{id: 6, typ: lwm2m.TypeBoolean, ops: opR | opW},      // Notification Storing
-		{id: 7, typ: lwm2m.TypeString, ops: opR | opW},       // Binding
-		{id: 8, ops: opE},                                    // Registration Update Trigger
+		{id: 0, typ: lwm2m.TypeInteger, ops: opR},       // Short Server ID
+		{id: 1, typ: lwm2m.TypeInteger, ops: opR | opW}, // Lifetime
+		{id: 2, typ: lwm2m.TypeInteger, ops: opR | opW}, // Default Minimum Period
+		{id: 3, typ: lwm2m.TypeInteger, ops: opR | opW}, // Default Maximum Period
+		{id: 4, ops: opE}, // Disable
+		{id: 5, typ: lwm2m.TypeInteger, ops: opR | opW}, // Disable Timeout
+		{id: 6, typ: lwm2m.TypeBoolean, ops: opR | opW}, // Notification Storing
+		{id: 7, typ: lwm2m.TypeString, ops: opR | opW},  // Binding
+		{id: 8, ops: opE}, // Registration Update Trigger
 	}},
 	{id: 3, ver11: "1.1", res: []resDef{
 		{id: 0, typ: lwm2m.TypeString, ops: opR},                   // Manufacturer
@@ -87,8 +88,8 @@ var objects = []*objDef{
 		{id: 10, typ: lwm2m.TypeInteger, ops: opR},                // SMCC
 	}},
 	{id: 5, ver11: "1.1", res: []resDef{
-		{id: 0, typ: lwm2m.TypeOpaque, ops: opW},                  // Package
-		{id: 1, typ: lwm2m.TypeString, ops: opR | opW},            // Package URI
+		{id: 0, typ: lwm2m.TypeOpaque, ops: opW},       // Package
+		{id: 1, typ: lwm2m.TypeString, ops: opR | opW}, // Package URI
 		{id: 2, ops: opE},                                         // Update
 		{id: 3, typ: lwm2m.TypeInteger, ops: opR},                 // State
 		{id: 5, typ: lwm2m.TypeInteger, ops: opR},                 // Update Result
@@ -98,12 +99,12 @@ var objects = []*objDef{
 		{id: 9, typ: lwm2m.TypeInteger, ops: opR},                 // Firmware Update Delivery Method
 	}},
 	{id: 6, res: []resDef{
-		{id: 0, typ: lwm2m.TypeFloat, ops: opR},  // Latitude
-		{id: 1, typ: lwm2m.TypeFloat, ops: opR},  // Longitude
-		{id: 2, typ: lwm2m.TypeFloat, ops: opR},  // Altitude
-		{id: 3, typ: lwm2m.TypeFloat, ops: opR},  // Radius
-		{id: 5, typ: lwm2m.TypeTime, ops: opR},   // Timestamp
-		{id: 6, typ: lwm2m.TypeFloat, ops: opR},  // Speed
+		{id: 0, typ: lwm2m.TypeFloat, ops: opR}, // Latitude
+		{id: 1, typ: lwm2m.TypeFloat, ops: opR}, // Longitude
+		{id: 2, typ: lwm2m.TypeFloat, ops: opR}, // Altitude
+		{id: 3, typ: lwm2m.TypeFloat, ops: opR}, // Radius
+		{id: 5, typ: lwm2m.TypeTime, ops: opR},  // Timestamp
+		{id: 6, typ: lwm2m.TypeFloat, ops: opR}, // Speed
 	}},
 	{id: 3303, ver10: "1.1", ver11: "1.1", creatable: true, res: []resDef{
 		{id: 5518, typ: lwm2m.TypeTime, ops: opR},         // Timestamp
@@ -120,7 +121,7 @@ var objects = []*objDef{
 		{id: 0, typ: lwm2m.TypeOpaque, ops: opR | opW},  // Payload
 		{id: 1, typ: lwm2m.TypeInteger, ops: opR | opW}, // Payload Size
 		{id: 2, typ: lwm2m.TypeInteger, ops: opR},       // Sequence
-		{id: 3, ops: opE},                               // Regenerate
+		{id: 3, ops: opE}, // Regenerate
 	}},
 }
 
@@ -173,3 +174,7 @@ func (model) ResourceType(p lwm2m.Path) lwm2m.Type {
 	}
 	return lwm2m.TypeNone
 }
+
+// Types returns the data types of the simulator's resources, for decoding
+// what devices send in untyped formats (TLV, text) without the DDF model.
+func Types() codec.TypeResolver { return model{} }

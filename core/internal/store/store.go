@@ -59,3 +59,10 @@ type Tx interface {
 	// (ErrStop ends the scan cleanly). value is only valid during the call.
 	Scan(bucket, prefix, start string, fn func(key string, value []byte) error) error
 }
+
+// Notes for callers, which both backends rely on:
+//   - A transaction function must not call View or Update on the same store:
+//     on bolt it would deadlock the committer.
+//   - A Scan whose callback writes to the bucket it scans visits each
+//     remaining key exactly once, skips keys deleted ahead of it and
+//     includes keys added ahead of it.

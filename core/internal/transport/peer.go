@@ -37,9 +37,10 @@ type peer struct {
 
 	mu      sync.Mutex
 	onClose []func()
+	pending []pendingRequest // our requests still waiting for a response
 
-	lastActive atomic.Int64 // unix nanoseconds of the last datagram either way
-	lastConOut atomic.Int64 // unix nanoseconds of the last confirmable request we sent
+	lastActive atomic.Int64               // unix nanoseconds of the last datagram either way
+	lastConOut atomic.Int64               // unix nanoseconds of the last confirmable request we sent
 	local      atomic.Pointer[netip.Addr] // where the peer sent to (wildcard sockets)
 	oob        atomic.Pointer[[]byte]     // control message selecting that source
 }
@@ -49,6 +50,13 @@ var (
 	_ udpclient.InactivityMonitor = (*peer)(nil)
 	_ udpclient.MessageCache      = (*peer)(nil)
 )
+
+// pendingRequest is a request we sent and have seen no response to yet.
+type pendingRequest struct {
+	token string
+	mid   uint16
+	sent  int64 // unix nanoseconds
+}
 
 // Context is cancelled when the peer is closed.
 func (p *peer) Context() context.Context { return *p.ctx.Load() }
@@ -119,10 +127,60 @@ func (p *peer) WriteMessage(msg *pool.Message) error {
 	}
 	now := time.Now().UnixNano()
 	p.lastActive.Store(now)
-	if msg.Type() == message.Confirmable && msg.Code() >= codes.GET && msg.Code() < 32 {
-		p.lastConOut.Store(now)
+	if msg.Code() >= codes.GET && msg.Code() < 32 {
+		if msg.Type() == message.Confirmable {
+			p.lastConOut.Store(now)
+		}
+		p.addPending(msg.Token(), uint16(msg.MessageID()), now)
 	}
 	return p.srv.write(data, p)
+}
+
+// addPending records an outgoing request so that the conn, which holds the
+// waiter for its response, is not closed as idle before the response came.
+func (p *peer) addPending(token []byte, mid uint16, now int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.pending {
+		if p.pending[i].token == string(token) {
+			p.pending[i].sent, p.pending[i].mid = now, mid
+			return
+		}
+	}
+	p.pending = append(p.pending, pendingRequest{token: string(token), mid: mid, sent: now})
+}
+
+// answered drops the pending request that a response (same token) or a
+// Reset (same message ID) ends.
+func (p *peer) answered(token []byte, rstMID int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.pending {
+		if (rstMID < 0 && p.pending[i].token == string(token)) || (rstMID >= 0 && int(p.pending[i].mid) == rstMID) {
+			last := len(p.pending) - 1
+			p.pending[i] = p.pending[last]
+			p.pending[last] = pendingRequest{}
+			p.pending = p.pending[:last]
+			return
+		}
+	}
+}
+
+// waiting reports whether a request sent after since still awaits its
+// response; older ones are forgotten (their callers gave up long ago).
+func (p *peer) waiting(since int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, r := range p.pending {
+		if r.sent > since {
+			p.pending[n] = r
+			n++
+		}
+	}
+	clear(p.pending[n:])
+	p.pending = p.pending[:n]
+	return n > 0
 }
 
 // WriteMulticastMessage is not supported on a peer.
@@ -133,13 +191,19 @@ func (p *peer) WriteMulticastMessage(*pool.Message, *net.UDPAddr, ...coapNet.Mul
 // Notify records activity (go-coap calls it for every received message).
 func (p *peer) Notify() { p.lastActive.Store(time.Now().UnixNano()) }
 
-// CheckInactivity closes the conn after IdleTimeout without traffic. go-coap
-// calls it (from the sweeper) only when no confirmable request of ours is
-// waiting for its acknowledgement.
+// CheckInactivity closes the conn after IdleTimeout without traffic, unless
+// a request of ours still waits for its response (for at most
+// MaxRequestWait). go-coap calls it, from the sweeper, only when no
+// confirmable message of ours waits for its acknowledgement.
 func (p *peer) CheckInactivity(now time.Time, cc *udpclient.Conn) {
-	if now.UnixNano()-p.lastActive.Load() > int64(p.srv.cfg.IdleTimeout) {
-		_ = cc.Close()
+	t := now.UnixNano()
+	if t-p.lastActive.Load() <= int64(p.srv.cfg.IdleTimeout) {
+		return
 	}
+	if p.waiting(t - int64(p.srv.cfg.MaxRequestWait)) {
+		return
+	}
+	_ = cc.Close()
 }
 
 // Load implements udpclient.MessageCache over the server-wide dedup cache.

@@ -51,10 +51,13 @@ type Config struct {
 	Responses HandlerFunc
 	Logger    *slog.Logger
 	// IdleTimeout closes a peer's conn after this long without a datagram
-	// in either direction (never while a confirmable request of ours waits
-	// for its ACK). It must exceed how long a device may take to send a
-	// separate response. Default 30s.
+	// in either direction, unless a request of ours still waits for its
+	// response. Default 10s. Observations made with the conn's Observe end
+	// with it; later notifications reach Responses.
 	IdleTimeout time.Duration
+	// MaxRequestWait is how long a request of ours keeps an idle peer's
+	// conn open while waiting for a response; default 2m.
+	MaxRequestWait time.Duration
 	// ExchangeLifetime is how long responses are kept for duplicate
 	// detection; default 247s (RFC 7252 EXCHANGE_LIFETIME).
 	ExchangeLifetime time.Duration
@@ -86,7 +89,10 @@ func (c *Config) defaults() {
 	}
 	c.Logger = c.Logger.With("component", "transport")
 	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = 30 * time.Second
+		c.IdleTimeout = 10 * time.Second
+	}
+	if c.MaxRequestWait <= 0 {
+		c.MaxRequestWait = 2 * time.Minute
 	}
 	if c.ExchangeLifetime <= 0 {
 		c.ExchangeLifetime = udpclient.ExchangeLifetime
@@ -271,6 +277,16 @@ func (s *Server) handleDatagram(ap netip.AddrPort, dst netip.Addr, data []byte) 
 	}
 	if dst.IsValid() {
 		p.setLocal(dst)
+	}
+	if len(data) >= 4 {
+		switch {
+		case data[0]>>4&3 == 3: // Reset
+			p.answered(nil, int(data[2])<<8|int(data[3]))
+		case data[1] >= 64: // a response
+			if tkl := int(data[0] & 0x0f); tkl <= 8 && len(data) >= 4+tkl {
+				p.answered(data[4:4+tkl], -1)
+			}
+		}
 	}
 	err := p.cc.Process(nil, data)
 	if err == nil {

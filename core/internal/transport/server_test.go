@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,7 +28,7 @@ func startServer(t testing.TB, cfg Config) *Server {
 		cfg.Addr = "127.0.0.1:0"
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := New(cfg)
 	if err := s.Listen(); err != nil {
@@ -261,6 +260,9 @@ func TestServerConnRequestsDevice(t *testing.T) {
 		{name: "bound address", listen: "127.0.0.1:0", dial: "127.0.0.1"},
 		{name: "wildcard ipv4 peer", listen: ":0", dial: "127.0.0.1"},
 		{name: "wildcard ipv6 peer", listen: ":0", dial: "::1"},
+		// 127.0.0.2 is not the kernel's preferred source on lo: the reply
+		// reaches the connected client only if it leaves from 127.0.0.2.
+		{name: "wildcard second address", listen: ":0", dial: "127.0.0.2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -390,5 +392,45 @@ func itoa(n int) string {
 	}
 }
 
-
-
+// TestServerSeparateResponseAfterIdle: the device acknowledges our request
+// at once and sends the response (a separate CON) later than IdleTimeout;
+// the conn must still be there to deliver it to the waiting request.
+func TestServerSeparateResponseAfterIdle(t *testing.T) {
+	s := startServer(t, Config{IdleTimeout: 50 * time.Millisecond, SweepInterval: 10 * time.Millisecond})
+	dev := dialRaw(t, s.Addr())
+	dev.send(encode(t, getRequest(1, "r", "/rd"))) // makes the server know the device
+	dev.recv()
+	cc, err := s.Conn(dev.conn.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		body string
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, err := cc.Get(ctx, "/3/0/0")
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		b, _ := r.ReadBody()
+		res <- result{body: string(b)}
+	}()
+	req := decode(t, dev.recv())
+	dev.send(encode(t, message.Message{Type: message.Acknowledgement, Code: codes.Empty, MessageID: req.MessageID}))
+	time.Sleep(300 * time.Millisecond) // several idle timeouts
+	dev.send(encode(t, message.Message{Type: message.Confirmable, Code: codes.Content, MessageID: 500, Token: req.Token, Payload: []byte("late")}))
+	select {
+	case r := <-res:
+		if r.err != nil || r.body != "late" {
+			t.Fatalf("got %q, %v", r.body, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("request did not complete")
+	}
+	waitFor(t, func() bool { return s.Peers() == 0 }) // closed once nothing is pending
+}

@@ -26,7 +26,9 @@ import (
 )
 
 // Store is a store.Store in a bbolt file. It is safe for concurrent use;
-// only one process can hold the file open at a time.
+// only one process can hold the file open at a time. A transaction
+// function must not call View or Update of the same Store: Update
+// functions run on the committer goroutine, which would wait for itself.
 type Store struct {
 	db       *bbolt.DB
 	maxBatch int

@@ -3,7 +3,9 @@ package bolt_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,7 +109,7 @@ func TestOpenErrors(t *testing.T) {
 	}{
 		{"locked_by_other_holder", locked, []bolt.Option{bolt.WithLockTimeout(100 * time.Millisecond)}, "database is locked"},
 		{"empty_path", "", nil, "empty path"},
-		{"path_is_directory", dir, nil, "open bolt store"},
+		{"path_is_directory", dir, nil, "is a directory"},
 		{"parent_is_file", filepath.Join(file, "x.db"), nil, "not a directory"},
 		{"not_a_bolt_file", notBolt, nil, "invalid"},
 		{"bad_max_batch", filepath.Join(dir, "b.db"), []bolt.Option{bolt.WithMaxBatch(0)}, "max batch 0"},
@@ -123,6 +125,31 @@ func TestOpenErrors(t *testing.T) {
 				t.Fatalf("error %q, want one containing %q", err, c.wantErr)
 			}
 		})
+	}
+}
+
+// TestLockedBySecondProcess runs this test binary again as a second
+// server process that tries to open a file the first one holds.
+func TestLockedBySecondProcess(t *testing.T) {
+	if path := os.Getenv("BOLT_TEST_OPEN"); path != "" {
+		s, err := bolt.Open(path, bolt.WithLockTimeout(100*time.Millisecond))
+		if err == nil {
+			s.Close()
+			fmt.Println("second process opened the file")
+			return
+		}
+		fmt.Println(err)
+		return
+	}
+	holder := openTemp(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockedBySecondProcess$")
+	cmd.Env = append(os.Environ(), "BOLT_TEST_OPEN="+holder.Path())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("second process: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "database is locked by another process") {
+		t.Fatalf("second process said %q, want a 'database is locked' error", out)
 	}
 }
 

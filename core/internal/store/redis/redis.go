@@ -24,12 +24,14 @@
 // # Transactions
 //
 // View is plain reads. Update is optimistic: reads inside it WATCH what
-// they read (Get the value key; Scan the bucket's index and the value keys
-// it returned), writes are buffered in the transaction (reads see them)
-// and sent as one MULTI/EXEC that SETs/DELs the values and ZADDs/ZREMs the
-// index members. If a watched key changed meanwhile, EXEC applies nothing
-// and the function is run again after a short random pause, up to a
-// retry limit, then Update fails with store.ErrConflict.
+// they read (Get the value key, Scan the bucket's index key), writes are
+// buffered in the transaction (reads see them) and sent as one MULTI/EXEC
+// that SETs/DELs the values and ZADDs/ZREMs the index members. A commit
+// that overwrites existing keys removes and re-adds their index members
+// in the same MULTI, so every commit writing to a bucket touches its
+// index and a watching Scan notices. If a watched key changed meanwhile,
+// EXEC applies nothing and the function is run again after a short random
+// pause, up to a retry limit; then Update fails with store.ErrConflict.
 //
 // Errors talking to Redis (refused, timeouts, EOF, LOADING, READONLY, ...)
 // wrap store.ErrUnavailable. go-redis re-dials by itself, so service
@@ -42,7 +44,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -94,18 +98,17 @@ func WithClientOptions(fn func(*goredis.Options)) Option {
 	return func(o *options) { o.client = fn }
 }
 
-// Open connects to the Redis named by url (redis://[user:password@]HOST:PORT/DB
+// Open connects to the Redis named by rawURL (redis://[user:password@]HOST:PORT/DB
 // or rediss:// for TLS) and checks that it answers. An unreachable server
 // gives an error wrapping store.ErrUnavailable.
-func Open(url string, opts ...Option) (*Store, error) {
+func Open(rawURL string, opts ...Option) (*Store, error) {
 	o := options{prefix: DefaultPrefix, retries: 50, pageSize: 512}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	ro, err := goredis.ParseURL(url)
+	ro, err := goredis.ParseURL(rawURL)
 	if err != nil {
-		// The URL may hold a password: never echo it.
-		return nil, fmt.Errorf("open redis store: parse url: %w", err)
+		return nil, fmt.Errorf("open redis store: parse url: %w", redactURLError(err))
 	}
 	switch {
 	case o.prefix == "":
@@ -115,6 +118,7 @@ func Open(url string, opts ...Option) (*Store, error) {
 	case o.pageSize < 1:
 		return nil, fmt.Errorf("open redis store: page size %d must be at least 1", o.pageSize)
 	}
+	failFast(ro)
 	if o.client != nil {
 		o.client(ro)
 	}
@@ -128,9 +132,47 @@ func Open(url string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// Client returns the underlying go-redis client, for tools and tests that
-// inspect the raw keys.
-func (s *Store) Client() *goredis.Client { return s.rdb }
+// redactURLError drops the URL that net/url puts in its parse errors (and,
+// for a bad %-escape, the escape): the URL may hold a password.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err // go-redis's own errors name the scheme or the db only
+	}
+	var esc url.EscapeError
+	if errors.As(ue.Err, &esc) {
+		return errors.New("malformed URL: invalid %-escape")
+	}
+	return fmt.Errorf("malformed URL: %w", ue.Err)
+}
+
+// failFast shortens go-redis's patience where the URL left it at the
+// default: while Redis is down a request should get its 5.00 or 503 in a
+// fraction of a second, not after 4 command attempts of 5 dials each.
+// One command retry stays, so a connection that went stale while Redis
+// restarted is replaced without the caller noticing.
+func failFast(o *goredis.Options) {
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 2 * time.Second
+	}
+	if o.DialerRetries == 0 {
+		o.DialerRetries = 2
+	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = 1
+	}
+}
+
+// SetLogger sends go-redis's own messages (failed dials, pool trouble),
+// which it otherwise prints to stderr, to l at level Warn. Like go-redis's
+// logger it is process-wide; the server calls it once at start.
+func SetLogger(l *slog.Logger) { goredis.SetLogger(slogLogger{l}) }
+
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Printf(ctx context.Context, format string, v ...any) {
+	s.l.WarnContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "redis")
+}
 
 var errClosed = fmt.Errorf("redis store is closed: %w", store.ErrUnavailable)
 

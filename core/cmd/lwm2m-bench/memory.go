@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// memory registers many devices, waits until their conns went idle, and
+// reports the server's live heap per registered device.
+func memory(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("memory", flag.ExitOnError)
+	var c common
+	c.flags(fs, 100000)
+	idle := fs.Duration("idle", 35*time.Second, "wait after the last registration so idle conns are closed (transport idle timeout is 30s)")
+	store := fs.String("store", "", "store spec; default a bolt file in a temporary directory")
+	fs.Parse(args)
+
+	tmp, err := os.MkdirTemp("", "lwm2m-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if *store == "" {
+		*store = "bolt:" + filepath.Join(tmp, "mem.db")
+	}
+	coapAddr := fmt.Sprintf("127.0.0.1:%d", c.basePort+2)
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", c.basePort+3)
+	debugAddr := fmt.Sprintf("127.0.0.1:%d", c.basePort+4)
+	ch, err := startChild(ctx, c.binPath("lwm2md"), "-store", *store, "-coap", coapAddr, "-http", httpAddr,
+		"-admin-password", benchPass, "-log-level", "warn", "-debug-addr", debugAddr)
+	if err != nil {
+		return err
+	}
+	defer ch.stop()
+	if err := waitHTTP("http://" + httpAddr + "/health"); err != nil {
+		return err
+	}
+	t := time.Now()
+	if err := provision(ctx, "http://"+httpAddr, "management/admin:"+benchPass, 0, c.devices, "mem-"); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "provisioned %d devices over REST in %s\n", c.devices, since(t))
+	before, err := readMemory(debugAddr)
+	if err != nil {
+		return err
+	}
+
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	var busy, after memStats
+	var measureErr error
+	regStart := time.Now()
+	_, err = runWorkers(wctx, &c, "coap://"+coapAddr, []string{"-prefix", "mem-", "-lifetime", "1h"}, func() {
+		defer stopWorkers()
+		fmt.Fprintf(os.Stderr, "all %d devices registered in %s; waiting %s for their conns to go idle\n", c.devices, since(regStart), *idle)
+		if busy, measureErr = readMemory(debugAddr); measureErr != nil {
+			return
+		}
+		select {
+		case <-time.After(*idle):
+		case <-ctx.Done():
+			measureErr = ctx.Err()
+			return
+		}
+		after, measureErr = readMemory(debugAddr)
+	})
+	if measureErr != nil {
+		return measureErr
+	}
+	if after.HeapInuse == 0 {
+		return fmt.Errorf("devices did not all register: %v", err)
+	}
+	n := float64(c.devices)
+	fmt.Printf("\nMemory: %d registered devices, lwm2md on %s (live heap after GC)\n", c.devices, *store)
+	fmt.Printf("  before registrations: heap %6.1f MiB, goroutines %d\n", mib(before.HeapInuse), before.Goroutines)
+	fmt.Printf("  just registered:      heap %6.1f MiB, goroutines %d  -> %.0f bytes/device (conns still open)\n",
+		mib(busy.HeapInuse), busy.Goroutines, float64(busy.HeapInuse+busy.StackInuse-before.HeapInuse-before.StackInuse)/n)
+	fmt.Printf("  idle (after %s):     heap %6.1f MiB, goroutines %d  -> %.0f bytes/device idle\n",
+		*idle, mib(after.HeapInuse), after.Goroutines, float64(int64(after.HeapInuse+after.StackInuse)-int64(before.HeapInuse+before.StackInuse))/n)
+	return nil
+}
+
+type memStats struct {
+	HeapInuse  uint64 `json:"heapInuse"`
+	StackInuse uint64 `json:"stackInuse"`
+	Goroutines uint64 `json:"goroutines"`
+}
+
+func readMemory(addr string) (memStats, error) {
+	var m memStats
+	resp, err := http.Get("http://" + addr + "/debug/memory")
+	if err != nil {
+		return m, err
+	}
+	defer resp.Body.Close()
+	return m, json.NewDecoder(resp.Body).Decode(&m)
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"time"
+
+	"github.com/lwm2md/lwm2md/core/internal/sim"
+)
+
+// worker runs one share of the simulated devices and reports as JSON lines
+// on stdout: {"progress": n} while registering, then the result.
+func worker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ExitOnError)
+	var cfg sim.Config
+	fs.StringVar(&cfg.Server, "server", "", "LwM2M server URI")
+	fs.IntVar(&cfg.Devices, "devices", 1000, "devices")
+	fs.IntVar(&cfg.Start, "start", 0, "first device number")
+	fs.StringVar(&cfg.Prefix, "prefix", "bench-", "endpoint prefix")
+	fs.StringVar(&cfg.LocalIP, "local-ip", "", "loopback address the devices' sockets bind to")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 512, "registers in flight")
+	lifetime := fs.Duration("lifetime", 10*time.Minute, "registration lifetime")
+	duration := fs.Duration("duration", 0, "run length; 0 = until signalled")
+	fs.Parse(args)
+	cfg.Lifetime = *lifetime
+	cfg.Duration = *duration
+	cfg.RequestTimeout = 20 * time.Second
+	enc := json.NewEncoder(os.Stdout)
+	cfg.ProgressInterval = 250 * time.Millisecond
+	cfg.Progress = func(s sim.Stats) { enc.Encode(map[string]int64{"progress": s.Registered}) }
+	st, err := sim.Run(ctx, cfg)
+	if err != nil && st.Registrations == 0 {
+		return err
+	}
+	return enc.Encode(result{
+		Devices: cfg.Devices, Registered: st.Registrations, Failed: st.RegFailed,
+		PerSecond: st.RegistrationsPerSecond(),
+		P50Millis: ms(st.RegLatencyP50), P99Millis: ms(st.RegLatencyP99),
+		WindowSeconds: st.RegWindow.Seconds(),
+	})
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

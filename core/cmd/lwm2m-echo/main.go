@@ -1,0 +1,41 @@
+// Command lwm2m-echo is a bare go-coap UDP server that answers every
+// Register with 2.01 Created and every Update/De-register with 2.04/2.02,
+// storing nothing. `make bench` runs the simulator against it to measure the
+// ceiling that lwm2md's registration rate is compared with.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"strconv"
+	"sync/atomic"
+
+	coap "github.com/plgd-dev/go-coap/v3"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/mux"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:5783", "UDP address to listen on")
+	flag.Parse()
+	var n atomic.Uint64
+	r := mux.NewRouter()
+	r.DefaultHandleFunc(func(w mux.ResponseWriter, m *mux.Message) {
+		path, _ := m.Options().Path()
+		switch {
+		case m.Code() == codes.POST && path == "/rd":
+			id := strconv.FormatUint(n.Add(1), 36)
+			_ = w.SetResponse(codes.Created, message.TextPlain, nil, message.Option{ID: message.LocationPath, Value: []byte("rd")}, message.Option{ID: message.LocationPath, Value: []byte(id)})
+		case m.Code() == codes.POST:
+			_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+		case m.Code() == codes.DELETE:
+			_ = w.SetResponse(codes.Deleted, message.TextPlain, nil)
+		default:
+			_ = w.SetResponse(codes.NotFound, message.TextPlain, nil)
+		}
+	})
+	fmt.Printf("lwm2m-echo listening on %s\n", *addr)
+	log.Fatal(coap.ListenAndServe("udp", *addr, r))
+}

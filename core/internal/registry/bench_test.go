@@ -1,0 +1,149 @@
+package registry
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lwm2md/lwm2md/core/internal/store"
+)
+
+// anyDirectory admits every endpoint, as if the platform knew them all.
+type anyDirectory struct{}
+
+func (anyDirectory) LookupEndpoint(_ context.Context, ep string) (DeviceRef, error) {
+	return DeviceRef{Tenant: "t1", DeviceID: ep}, nil
+}
+
+// BenchmarkRegister registers distinct endpoints in parallel through real
+// UDP, each Register from a fresh socket as from a new device (so every
+// one also costs the server a new peer conn). It reports registrations/s
+// and the latency percentiles seen by the clients.
+func BenchmarkRegister(b *testing.B) {
+	stores := []struct {
+		name string
+		open func(t testing.TB) (store.Store, func() store.Store)
+	}{{"bolt", openBolt}, {"redis", openRedis}}
+	for _, s := range stores {
+		b.Run(s.name, func(b *testing.B) {
+			st, _ := s.open(b)
+			h := newHarness(b, st, Options{Logger: slog.New(slog.DiscardHandler)})
+			h.reg.dir = anyDirectory{}
+			h.reg.listeners = nil // nobody reads the recorder here
+			addr := h.srv.Addr().(*net.UDPAddr)
+			var seq atomic.Int64
+			var mu sync.Mutex
+			var lat []time.Duration
+			b.SetParallelism(32)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				mine := make([]time.Duration, 0, 1024)
+				buf := make([]byte, 1500)
+				for pb.Next() {
+					n := seq.Add(1)
+					d := registerDatagramRaw(uint16(n), uint32(n), fmt.Sprintf("ep=bench-%d&lt=300&lwm2m=1.1&b=U", n), "</1/0>,</3/0>,</4/0>,</5/0>,</6/0>,</3303/0>")
+					t0 := time.Now()
+					if err := registerOnce(addr, d, buf); err != nil {
+						b.Error(err)
+						return
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			})
+			elapsed := time.Since(start)
+			b.StopTimer()
+			slices.Sort(lat)
+			if len(lat) > 0 {
+				b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "reg/s")
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			}
+		})
+	}
+}
+
+// registerOnce sends d from a new socket and waits for the 2.01,
+// retransmitting after 2s like a CoAP client.
+func registerOnce(addr *net.UDPAddr, d, buf []byte) error {
+	c, err := net.DialUDP("udp", nil, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	mid := binary.BigEndian.Uint16(d[2:])
+	for range 4 {
+		if _, err := c.Write(d); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				break
+			}
+			if n >= 4 && binary.BigEndian.Uint16(buf[2:]) == mid {
+				if buf[1] != 0x41 { // 2.01
+					return fmt.Errorf("register answered %d.%02d", buf[1]>>5, buf[1]&31)
+				}
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("no answer to register")
+}
+
+// registerDatagramRaw encodes a CON POST /rd?query with a link-format
+// payload and a 4-byte token.
+func registerDatagramRaw(mid uint16, token uint32, query, payload string) []byte {
+	out := make([]byte, 0, 128+len(query)+len(payload))
+	out = append(out, 0x44, 0x02, byte(mid>>8), byte(mid))
+	out = binary.BigEndian.AppendUint32(out, token)
+	last := 0
+	opt := func(num int, val []byte) {
+		delta := num - last
+		last = num
+		var ext []byte
+		d := optNibble(&ext, delta)
+		l := optNibble(&ext, len(val))
+		out = append(out, d<<4|l)
+		out = append(out, ext...)
+		out = append(out, val...)
+	}
+	opt(11, []byte("rd"))
+	opt(12, []byte{40})
+	start := 0
+	for i := 0; i <= len(query); i++ {
+		if i == len(query) || query[i] == '&' {
+			opt(15, []byte(query[start:i]))
+			start = i + 1
+		}
+	}
+	out = append(out, 0xff)
+	return append(out, payload...)
+}
+
+// optNibble returns the 4-bit option header value for v and appends its
+// extended bytes.
+func optNibble(out *[]byte, v int) byte {
+	switch {
+	case v < 13:
+		return byte(v)
+	case v < 269:
+		*out = append(*out, byte(v-13))
+		return 13
+	default:
+		*out = binary.BigEndian.AppendUint16(*out, uint16(v-269))
+		return 14
+	}
+}

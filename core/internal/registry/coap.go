@@ -1,0 +1,270 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/mux"
+
+	"github.com/lwm2md/lwm2md/core/internal/store"
+)
+
+// maxPayload bounds a Register/Update payload read into memory; the
+// transport's block-wise limit is usually lower.
+const maxPayload = 256 << 10
+
+// Mount routes the registration interface (/rd and /rd/{id}) of router to r.
+func (r *Registry) Mount(router *mux.Router) error {
+	if err := router.Handle("/rd", r); err != nil {
+		return fmt.Errorf("mount /rd: %w", err)
+	}
+	if err := router.Handle("/rd/{id}", r); err != nil {
+		return fmt.Errorf("mount /rd/{id}: %w", err)
+	}
+	return nil
+}
+
+// ServeCOAP implements mux.Handler for the LwM2M registration interface:
+// Register (POST /rd), Update (POST /rd/{id}) and De-register
+// (DELETE /rd/{id}). Client mistakes are answered 4.xx with a text
+// diagnostic, store failures 5.00; nothing is written then.
+func (r *Registry) ServeCOAP(w mux.ResponseWriter, m *mux.Message) {
+	id, ok := rdPath(m.Options())
+	if !ok {
+		respondText(w, codes.NotFound, "not a registration interface path")
+		return
+	}
+	ctx := m.Context()
+	var err error
+	switch {
+	case id == "" && m.Code() == codes.POST:
+		err = r.serveRegister(ctx, w, m)
+	case id != "" && m.Code() == codes.POST:
+		err = r.serveUpdate(ctx, w, m, id)
+	case id != "" && m.Code() == codes.DELETE:
+		err = r.serveDeregister(ctx, w, id)
+	default:
+		respondText(w, codes.MethodNotAllowed, "method "+m.Code().String()+" not allowed here")
+		return
+	}
+	if err != nil {
+		r.respondError(w, err)
+	}
+}
+
+// rdPath returns the registration id of /rd/{id} ("" for /rd); ok is false
+// for other paths.
+func rdPath(opts message.Options) (id string, ok bool) {
+	n := 0
+	for _, o := range opts {
+		if o.ID != message.URIPath {
+			continue
+		}
+		switch n {
+		case 0:
+			if string(o.Value) != "rd" {
+				return "", false
+			}
+		case 1:
+			id = string(o.Value)
+		default:
+			return "", false
+		}
+		n++
+	}
+	return id, n > 0 && (n == 1 || id != "")
+}
+
+func parseQuery(opts message.Options) (query, error) {
+	var q query
+	for _, o := range opts {
+		if o.ID == message.URIQuery {
+			if err := q.add(o.Value); err != nil {
+				return q, err
+			}
+		}
+	}
+	return q, nil
+}
+
+// readPayload returns the request body; the content format must be
+// link-format or absent (small clients send none).
+func readPayload(m *mux.Message) ([]byte, error) {
+	if cf, err := m.ContentFormat(); err == nil && cf != message.AppLinkFormat {
+		return nil, &requestError{code: codes.UnsupportedMediaType, msg: fmt.Sprintf("content format %d not supported: send link-format (40)", cf)}
+	}
+	body := m.Body()
+	if body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(body, maxPayload+1))
+	if err != nil {
+		return nil, badRequest("cannot read payload: %v", err)
+	}
+	if len(b) > maxPayload {
+		return nil, &requestError{code: codes.RequestEntityTooLarge, msg: "payload too large"}
+	}
+	return b, nil
+}
+
+func peerAddr(w mux.ResponseWriter) string {
+	if c := w.Conn(); c != nil {
+		if a := c.RemoteAddr(); a != nil {
+			return a.String()
+		}
+	}
+	return ""
+}
+
+func (r *Registry) serveRegister(ctx context.Context, w mux.ResponseWriter, m *mux.Message) error {
+	q, err := parseQuery(m.Options())
+	if err != nil {
+		return err
+	}
+	payload, err := readPayload(m)
+	if err != nil {
+		return err
+	}
+	req, err := parseRegister(&q, payload)
+	if err != nil {
+		return err
+	}
+	ref, err := r.dir.LookupEndpoint(ctx, req.endpoint)
+	if errors.Is(err, store.ErrNotFound) {
+		r.log.Info("register refused: unknown endpoint", "endpoint", req.endpoint, "addr", peerAddr(w))
+		return &requestError{code: codes.Forbidden, msg: "endpoint " + req.endpoint + " is not registered in the platform"}
+	}
+	if err != nil {
+		return fmt.Errorf("look up endpoint %s: %w", req.endpoint, err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	reg := &Registration{
+		ID:           newID(),
+		Endpoint:     req.endpoint,
+		Tenant:       ref.Tenant,
+		DeviceID:     ref.DeviceID,
+		Version:      req.version,
+		Lifetime:     req.lifetime,
+		Binding:      req.binding,
+		QueueMode:    req.queue,
+		SMS:          req.sms,
+		RootPath:     req.links.root,
+		ObjectLinks:  req.links.links,
+		Links:        req.payload,
+		Formats:      req.links.formats,
+		Address:      peerAddr(w),
+		Transport:    r.opts.Transport,
+		RegisteredAt: now,
+		AwakeTime:    req.awakeTime,
+	}
+	r.touch(reg, now)
+	replaced, err := r.store(ctx, reg)
+	if err != nil {
+		return fmt.Errorf("store registration of %s: %w", reg.Endpoint, err)
+	}
+	if err := w.SetResponse(codes.Created, message.TextPlain, nil,
+		message.Option{ID: message.LocationPath, Value: []byte("rd")},
+		message.Option{ID: message.LocationPath, Value: []byte(reg.ID)}); err != nil {
+		return err
+	}
+	r.log.Debug("registered", "endpoint", reg.Endpoint, "id", reg.ID, "version", reg.Version, "addr", reg.Address, "replaced", replaced != nil)
+	r.events.registered(reg, replaced)
+	return nil
+}
+
+func (r *Registry) serveUpdate(ctx context.Context, w mux.ResponseWriter, m *mux.Message, id string) error {
+	q, err := parseQuery(m.Options())
+	if err != nil {
+		return err
+	}
+	payload, err := readPayload(m)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	reg, err := r.update(ctx, id, peerAddr(w), now, func(reg *Registration) error {
+		u, err := parseUpdate(&q, payload, reg)
+		if err != nil {
+			return err
+		}
+		if u.lifetime > 0 {
+			reg.Lifetime = u.lifetime
+		}
+		if u.hasBinding {
+			reg.Binding = u.binding
+			if reg.Version == "1.0" {
+				reg.QueueMode = u.queue // b=U leaves queue mode, b=UQ enters it
+			}
+		}
+		reg.QueueMode = reg.QueueMode || u.queue
+		if u.hasSMS {
+			reg.SMS = u.sms
+		}
+		if u.hasAwake {
+			reg.AwakeTime = u.awakeTime
+		}
+		if u.links != nil {
+			reg.Links = u.payload
+			reg.ObjectLinks = u.links.links
+			if u.links.hasRoot {
+				reg.RootPath = u.links.root
+				reg.Formats = u.links.formats
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.SetResponse(codes.Changed, message.TextPlain, nil); err != nil {
+		return err
+	}
+	r.log.Debug("updated", "endpoint", reg.Endpoint, "id", reg.ID, "addr", reg.Address)
+	r.events.updated(reg)
+	return nil
+}
+
+func (r *Registry) serveDeregister(ctx context.Context, w mux.ResponseWriter, id string) error {
+	reg, err := r.remove(ctx, func(tx store.Tx) (*Registration, error) {
+		reg, err := getReg(tx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errUnknown
+		}
+		if err == nil && !live(reg, time.Now()) {
+			return nil, errUnknown // Run removes it and tells the listeners
+		}
+		return reg, err
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.SetResponse(codes.Deleted, message.TextPlain, nil); err != nil {
+		return err
+	}
+	r.log.Debug("deregistered", "endpoint", reg.Endpoint, "id", reg.ID)
+	r.events.deregistered(reg, false)
+	return nil
+}
+
+func (r *Registry) respondError(w mux.ResponseWriter, err error) {
+	var re *requestError
+	switch {
+	case errors.As(err, &re):
+		respondText(w, re.code, re.msg)
+	case errors.Is(err, errUnknown):
+		respondText(w, codes.NotFound, "unknown or expired registration")
+	default:
+		r.log.Error("registration request failed", "err", err)
+		respondText(w, codes.InternalServerError, "server error: registration not stored, try again later")
+	}
+}
+
+func respondText(w mux.ResponseWriter, code codes.Code, msg string) {
+	_ = w.SetResponse(code, message.TextPlain, bytes.NewReader([]byte(msg)))
+}

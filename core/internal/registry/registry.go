@@ -1,0 +1,422 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/lwm2md/lwm2md/core/internal/store"
+)
+
+// Store layout. Every write of a registration touches these in one
+// store.Update, so a reader never sees half of it, also with several server
+// nodes sharing a Redis.
+const (
+	bucketReg    = "reg"     // id → Registration JSON
+	bucketEp     = "reg_ep"  // endpoint → id
+	bucketExp    = "reg_exp" // expiryKey (zero-padded Unix ms + "/" + id) → id
+	bucketTenant = "reg_tn"  // tenant + "/" + endpoint → id, for List
+)
+
+// DeviceRef names the platform device an endpoint belongs to.
+type DeviceRef struct {
+	Tenant, DeviceID string
+}
+
+// Directory tells which endpoints may register. LookupEndpoint returns an
+// error wrapping store.ErrNotFound for an unknown endpoint (answered 4.03);
+// any other error is answered 5.00.
+type Directory interface {
+	LookupEndpoint(ctx context.Context, endpoint string) (DeviceRef, error)
+}
+
+// Listener is told about registrations coming and going. Calls for one
+// endpoint arrive in order, on a goroutine of the registry, after the
+// change is stored and the CoAP response was handed to the transport; a
+// slow listener delays later events of the endpoints sharing its queue,
+// so hand long work to another goroutine.
+type Listener interface {
+	// Registered: a new registration; replaced is the previous registration
+	// of the same endpoint (now gone) or nil.
+	Registered(ctx context.Context, reg *Registration, replaced *Registration)
+	Updated(ctx context.Context, reg *Registration)
+	// Deregistered: the registration ended by De-register, RemoveEndpoint
+	// or, with expired true, by its lifetime running out.
+	Deregistered(ctx context.Context, reg *Registration, expired bool)
+}
+
+// Options configure a Registry. Zero fields take the documented defaults.
+type Options struct {
+	Logger *slog.Logger
+	// AwakeTime is how long a queue-mode device is reachable after a
+	// Register or Update, unless it asked for another time with the "at"
+	// query parameter. Default 60s.
+	AwakeTime time.Duration
+	// ExpiryGrace is added to a registration's lifetime before it is
+	// removed, for Updates delayed by retransmissions. Zero means the
+	// default: 5% of the lifetime, at least 2s and at most 93s
+	// (MAX_TRANSMIT_WAIT, the longest a CoAP retransmission takes).
+	ExpiryGrace time.Duration
+	// ExpiryInterval is the period of Run's scan for expired registrations;
+	// default 1s.
+	ExpiryInterval time.Duration
+	// Transport is recorded in registrations; default "udp".
+	Transport string
+}
+
+// Registry keeps registrations in a store.Store. It is safe for concurrent
+// use, and several Registries (server nodes) may share one store: each
+// registration is removed by exactly one of them.
+type Registry struct {
+	st   store.Store
+	dir  Directory
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.RWMutex
+	listeners []Listener
+	events    dispatcher
+}
+
+// New returns a Registry over st that admits the endpoints dir knows.
+func New(st store.Store, dir Directory, opts Options) *Registry {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.AwakeTime <= 0 {
+		opts.AwakeTime = 60 * time.Second
+	}
+	if opts.ExpiryInterval <= 0 {
+		opts.ExpiryInterval = time.Second
+	}
+	if opts.Transport == "" {
+		opts.Transport = "udp"
+	}
+	r := &Registry{st: st, dir: dir, opts: opts, log: opts.Logger.With("component", "registry")}
+	r.events.r = r
+	return r
+}
+
+// AddListener adds l; it is told about changes from then on.
+func (r *Registry) AddListener(l Listener) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.listeners = append(r.listeners, l)
+}
+
+func (r *Registry) getListeners() []Listener {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.listeners
+}
+
+// grace is how long after ExpiresAt a registration is removed.
+func (r *Registry) grace(lifetime int64) time.Duration {
+	if r.opts.ExpiryGrace > 0 {
+		return r.opts.ExpiryGrace
+	}
+	g := time.Duration(lifetime) * time.Second / 20
+	return min(max(g, 2*time.Second), 93*time.Second)
+}
+
+// touch sets the times that follow from a Register or Update at now.
+func (r *Registry) touch(reg *Registration, now time.Time) {
+	reg.LastUpdate = now
+	reg.Expiry = reg.ExpiresAt().Add(r.grace(reg.Lifetime)).UnixMilli()
+	reg.AwakeUntil = time.Time{}
+	if reg.QueueMode {
+		awake := r.opts.AwakeTime
+		if reg.AwakeTime > 0 {
+			awake = time.Duration(reg.AwakeTime) * time.Second
+		}
+		reg.AwakeUntil = now.Add(awake)
+	}
+}
+
+// Awake reports whether requests may be sent to the device now: always for
+// a device not in queue mode, else during the awake window after its last
+// Register or Update.
+func (r *Registry) Awake(reg *Registration) bool {
+	return !reg.QueueMode || time.Now().Before(reg.AwakeUntil)
+}
+
+// errCorrupt: a stored registration cannot be decoded.
+var errCorrupt = errors.New("corrupt registration record")
+
+// errUnknown: no live registration with that id (answered 4.04).
+var errUnknown = errors.New("unknown registration")
+
+// live reports whether reg has not passed its removal deadline.
+func live(reg *Registration, now time.Time) bool {
+	return now.UnixMilli() < reg.Expiry
+}
+
+func getReg(tx store.Tx, id string) (*Registration, error) {
+	b, err := tx.Get(bucketReg, id)
+	if err != nil {
+		return nil, err
+	}
+	reg := new(Registration)
+	if err := json.Unmarshal(b, reg); err != nil {
+		return nil, fmt.Errorf("registration %s: %w: %v", id, errCorrupt, err)
+	}
+	return reg, nil
+}
+
+func putReg(tx store.Tx, reg *Registration, data []byte) error {
+	if err := tx.Put(bucketReg, reg.ID, data); err != nil {
+		return err
+	}
+	if err := tx.Put(bucketEp, reg.Endpoint, []byte(reg.ID)); err != nil {
+		return err
+	}
+	if err := tx.Put(bucketExp, reg.expiryKey(), []byte(reg.ID)); err != nil {
+		return err
+	}
+	return tx.Put(bucketTenant, reg.Tenant+"/"+reg.Endpoint, []byte(reg.ID))
+}
+
+// deleteReg removes reg and the index entries that still point to it.
+func deleteReg(tx store.Tx, reg *Registration) error {
+	if err := tx.Delete(bucketReg, reg.ID); err != nil {
+		return err
+	}
+	if err := tx.Delete(bucketExp, reg.expiryKey()); err != nil {
+		return err
+	}
+	for _, idx := range [...]struct{ bucket, key string }{{bucketEp, reg.Endpoint}, {bucketTenant, reg.Tenant + "/" + reg.Endpoint}} {
+		v, err := tx.Get(idx.bucket, idx.key)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if string(v) == reg.ID {
+			if err := tx.Delete(idx.bucket, idx.key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// store writes a new registration, replacing the endpoint's previous one in
+// the same transaction; it returns the replaced registration or nil.
+func (r *Registry) store(ctx context.Context, reg *Registration) (*Registration, error) {
+	data, err := json.Marshal(reg)
+	if err != nil {
+		return nil, err
+	}
+	var replaced *Registration
+	err = r.st.Update(ctx, func(tx store.Tx) error {
+		replaced = nil // fn may run more than once
+		old, err := tx.Get(bucketEp, reg.Endpoint)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			prev, err := getReg(tx, string(old))
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+			case err != nil:
+				return err
+			default:
+				if err := deleteReg(tx, prev); err != nil {
+					return err
+				}
+				replaced = prev
+			}
+		}
+		return putReg(tx, reg, data)
+	})
+	return replaced, err
+}
+
+// update applies u to the live registration id, from peer address addr.
+func (r *Registry) update(ctx context.Context, id, addr string, now time.Time, apply func(*Registration) error) (*Registration, error) {
+	var updated *Registration
+	err := r.st.Update(ctx, func(tx store.Tx) error {
+		updated = nil
+		reg, err := getReg(tx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return errUnknown
+		}
+		if err != nil {
+			return err
+		}
+		if !live(reg, now) {
+			return errUnknown // Run removes it and tells the listeners
+		}
+		oldKey := reg.expiryKey()
+		if err := apply(reg); err != nil {
+			return err
+		}
+		if addr != "" {
+			reg.Address = addr
+		}
+		r.touch(reg, now)
+		data, err := json.Marshal(reg)
+		if err != nil {
+			return err
+		}
+		if err := tx.Put(bucketReg, id, data); err != nil {
+			return err
+		}
+		if newKey := reg.expiryKey(); newKey != oldKey {
+			if err := tx.Delete(bucketExp, oldKey); err != nil {
+				return err
+			}
+			if err := tx.Put(bucketExp, newKey, []byte(id)); err != nil {
+				return err
+			}
+		}
+		updated = reg
+		return nil
+	})
+	return updated, err
+}
+
+// remove deletes the registration found by find inside one transaction.
+func (r *Registry) remove(ctx context.Context, find func(tx store.Tx) (*Registration, error)) (*Registration, error) {
+	var removed *Registration
+	err := r.st.Update(ctx, func(tx store.Tx) error {
+		removed = nil
+		reg, err := find(tx)
+		if err != nil {
+			return err
+		}
+		if err := deleteReg(tx, reg); err != nil {
+			return err
+		}
+		removed = reg
+		return nil
+	})
+	return removed, err
+}
+
+// Get returns the live registration with id, or an error wrapping
+// store.ErrNotFound.
+func (r *Registry) Get(ctx context.Context, id string) (*Registration, error) {
+	var reg *Registration
+	err := r.st.View(ctx, func(tx store.Tx) error {
+		var err error
+		reg, err = getReg(tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !live(reg, time.Now()) {
+		return nil, fmt.Errorf("registration %s expired: %w", id, store.ErrNotFound)
+	}
+	return reg, nil
+}
+
+// ByEndpoint returns the live registration of endpoint ep, or an error
+// wrapping store.ErrNotFound.
+func (r *Registry) ByEndpoint(ctx context.Context, ep string) (*Registration, error) {
+	var reg *Registration
+	err := r.st.View(ctx, func(tx store.Tx) error {
+		id, err := tx.Get(bucketEp, ep)
+		if err != nil {
+			return err
+		}
+		reg, err = getReg(tx, string(id))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !live(reg, time.Now()) {
+		return nil, fmt.Errorf("endpoint %s: registration expired: %w", ep, store.ErrNotFound)
+	}
+	return reg, nil
+}
+
+// List returns the live registrations of tenant, ordered by endpoint.
+func (r *Registry) List(ctx context.Context, tenant string) ([]*Registration, error) {
+	var regs []*Registration
+	now := time.Now()
+	err := r.st.View(ctx, func(tx store.Tx) error {
+		regs = regs[:0]
+		var ids []string
+		err := tx.Scan(bucketTenant, tenant+"/", "", func(_ string, v []byte) error {
+			ids = append(ids, string(v))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			reg, err := getReg(tx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if live(reg, now) {
+				regs = append(regs, reg)
+			}
+		}
+		return nil
+	})
+	return regs, err
+}
+
+// Deregister removes the registration id as a De-register would and tells
+// the listeners. An unknown id is an error wrapping store.ErrNotFound.
+func (r *Registry) Deregister(ctx context.Context, id string) error {
+	reg, err := r.remove(ctx, func(tx store.Tx) (*Registration, error) { return getReg(tx, id) })
+	if err != nil {
+		return err
+	}
+	r.log.Debug("deregistered", "endpoint", reg.Endpoint, "id", reg.ID)
+	r.events.deregistered(reg, false)
+	return nil
+}
+
+// RemoveEndpoint removes the registration of endpoint ep, if any (the
+// device was deleted), and tells the listeners.
+func (r *Registry) RemoveEndpoint(ctx context.Context, ep string) error {
+	reg, err := r.remove(ctx, func(tx store.Tx) (*Registration, error) {
+		id, err := tx.Get(bucketEp, ep)
+		if err != nil {
+			return nil, err
+		}
+		return getReg(tx, string(id))
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.log.Debug("endpoint removed", "endpoint", ep, "id", reg.ID)
+	r.events.deregistered(reg, false)
+	return nil
+}
+
+// idAlphabet is base32 in lower case; ids are also URI path segments.
+const idAlphabet = "abcdefghijklmnopqrstuvwxyz234567"
+
+// newID returns a random 10-character registration id (50 bits).
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (Go 1.24+)
+	v := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+	var out [10]byte
+	for i := range out {
+		out[i] = idAlphabet[v&31]
+		v >>= 5
+	}
+	return string(out[:])
+}

@@ -1,0 +1,81 @@
+package server
+
+import (
+	"testing"
+	"time"
+)
+
+func TestRestartKeepsState(t *testing.T) { runRestart(t, boltSpec(t)) }
+
+func TestRestartKeepsStateRedisIntegration(t *testing.T) { runRestart(t, redisSpec(t, 8)) }
+
+// runRestart checks that devices, registrations, observations and pending
+// operations survive a server restart on the same store.
+func runRestart(t *testing.T, spec string) {
+	addr := freeUDPPort(t)
+	ts := startServer(t, spec, addr)
+	id := ts.registerDevice(t, "restart-1")
+	offlineID := ts.registerDevice(t, "restart-2")
+	dev := startDevice(t, "restart-1", addr, false)
+
+	if op := ts.operation(t, id, "observe /3303/0/5700"); op["status"] != "SUCCESSFUL" {
+		t.Fatalf("observe: %v", op)
+	}
+	pending := ts.submit(t, offlineID, "read /3/0/0")
+	ts.stop()
+
+	ts2 := startServer(t, spec, addr)
+	var reg map[string]any
+	if code := ts2.call(t, "GET", "/lwm2m/registrations/restart-1", nil, &reg); code != 200 {
+		t.Fatalf("registration lost in restart: %d", code)
+	}
+	if op := ts2.waitOp(t, pending, "PENDING", "EXECUTING", "SUCCESSFUL", "FAILED"); op["status"] != "PENDING" {
+		t.Fatalf("pending operation after restart: %v", op["status"])
+	}
+
+	// a notification of the observation made before the restart is accepted
+	before := latestTime(t, ts2, id, "/3303/0/5700")
+	time.Sleep(1100 * time.Millisecond) // notifications carry second-resolution times in places
+	dev.Tick()
+	waitFor(t, "notification after restart", func() bool {
+		return latestTime(t, ts2, id, "/3303/0/5700") != before
+	})
+	if dev.ObservationCount() != 1 {
+		t.Errorf("device holds %d observations, want 1 (the server must not reset it)", dev.ObservationCount())
+	}
+
+	// the queued operation runs when its device registers
+	startDevice(t, "restart-2", addr, false)
+	if op := ts2.waitOp(t, pending, "SUCCESSFUL", "FAILED"); op["status"] != "SUCCESSFUL" {
+		t.Fatalf("queued operation after restart: %v", op)
+	}
+}
+
+func latestTime(t *testing.T, ts *testServer, id, path string) string {
+	var mo map[string]any
+	ts.call(t, "GET", "/inventory/managedObjects/"+id, nil, &mo)
+	latest, _ := mo["lwm2m_LatestValues"].(map[string]any)
+	v, _ := latest[path].(map[string]any)
+	s, _ := v["time"].(string)
+	return s
+}
+
+func TestQueueModeOperationWaitsForUpdate(t *testing.T) {
+	ts := startServer(t, boltSpec(t), "")
+	id := ts.registerDevice(t, "queue-1")
+	dev, err := newDevice("queue-1", ts.CoAPAddr(), true, 6*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	// awake window is 2 s; the device updates after ~5 s
+	time.Sleep(2500 * time.Millisecond)
+	op := ts.submit(t, id, "read /3/0/0")
+	time.Sleep(300 * time.Millisecond)
+	if got := ts.waitOp(t, op, "PENDING", "EXECUTING", "SUCCESSFUL", "FAILED"); got["status"] != "PENDING" {
+		t.Fatalf("asleep device's operation = %v, want PENDING", got["status"])
+	}
+	if got := ts.waitOp(t, op, "SUCCESSFUL", "FAILED"); got["status"] != "SUCCESSFUL" {
+		t.Fatalf("operation after the device's update: %v", got)
+	}
+}

@@ -1,0 +1,243 @@
+// Package server wires the layers of lwm2md into one running server: the
+// store, the platform (tenants, devices), the CoAP transport with the
+// registration interface, the device client, operations and the REST API.
+// It is the only package that knows them all; cmd/lwm2md stays thin.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/lwm2md/lwm2md/core/internal/api"
+	"github.com/lwm2md/lwm2md/core/internal/device"
+	"github.com/lwm2md/lwm2md/core/internal/model"
+	"github.com/lwm2md/lwm2md/core/internal/operation"
+	"github.com/lwm2md/lwm2md/core/internal/platform"
+	"github.com/lwm2md/lwm2md/core/internal/registry"
+	"github.com/lwm2md/lwm2md/core/internal/store"
+	"github.com/lwm2md/lwm2md/core/internal/store/bolt"
+	"github.com/lwm2md/lwm2md/core/internal/store/redis"
+	"github.com/lwm2md/lwm2md/core/internal/transport"
+)
+
+// Config is the server configuration; cmd/lwm2md fills it from flags.
+type Config struct {
+	HTTPAddr       string // REST API, default ":8080"
+	CoAPAddr       string // LwM2M server over UDP, default ":5783"
+	Store          string // "bolt:PATH" or "redis://HOST:PORT/DB"
+	AdminPassword  string // management/admin password on first start
+	RequestTimeout time.Duration
+	AwakeTime      time.Duration
+	Logger         *slog.Logger
+
+	// ExpiryGrace and ExpiryInterval tune lifetime expiry (registry
+	// defaults when zero); tests shorten them.
+	ExpiryGrace    time.Duration
+	ExpiryInterval time.Duration
+	// PlatformOptions tune the platform (tests lower the bcrypt cost).
+	PlatformOptions platform.Options
+}
+
+// Server is a running lwm2md. Open builds it and binds its sockets; Run
+// serves until the context ends.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	store     store.Store
+	platform  *platform.Platform
+	registry  *registry.Registry
+	device    *device.Client
+	transport *transport.Server
+	runner    *operation.Runner
+	http      *http.Server
+	httpLn    net.Listener
+	generated string
+	closeOnce sync.Once
+	ran       atomic.Bool
+}
+
+// closeTransport releases the CoAP socket of a server that never ran:
+// Serve with a cancelled context closes it at once.
+func (s *Server) closeTransport() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.transport.Serve(ctx)
+}
+
+// OpenStore opens the store named by spec: "bolt:PATH" (the default
+// embedded store) or "redis://HOST:PORT/DB".
+func OpenStore(spec string) (store.Store, error) {
+	switch {
+	case strings.HasPrefix(spec, "bolt:"):
+		return bolt.Open(strings.TrimPrefix(spec, "bolt:"))
+	case strings.HasPrefix(spec, "redis://"), strings.HasPrefix(spec, "rediss://"):
+		return redis.Open(spec)
+	}
+	return nil, fmt.Errorf("-store %q: want bolt:PATH or redis://HOST:PORT/DB", spec)
+}
+
+// Open builds the server and binds its sockets, so that HTTPAddr and
+// CoAPAddr are known before Run.
+func Open(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = ":8080"
+	}
+	if cfg.CoAPAddr == "" {
+		cfg.CoAPAddr = ":5783"
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	redis.SetLogger(cfg.Logger) // go-redis would print every failed dial to stderr
+	st, err := OpenStore(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	s, err := build(ctx, cfg, st)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
+	log := cfg.Logger
+	s := &Server{cfg: cfg, log: log, store: st}
+
+	models, err := model.Builtin()
+	if err != nil {
+		return nil, fmt.Errorf("load object definitions: %w", err)
+	}
+	popts := cfg.PlatformOptions
+	popts.Logger = log
+	s.platform = platform.New(st, popts)
+	if s.generated, err = s.platform.Bootstrap(ctx, cfg.AdminPassword); err != nil {
+		return nil, fmt.Errorf("first-start set-up: %w", err)
+	}
+
+	s.registry = registry.New(st, s.platform, registry.Options{
+		Logger: log, AwakeTime: cfg.AwakeTime, ExpiryGrace: cfg.ExpiryGrace,
+		ExpiryInterval: cfg.ExpiryInterval, Transport: "udp",
+	})
+	router := mux.NewRouter()
+	if err := s.registry.Mount(router); err != nil {
+		return nil, err
+	}
+	s.transport = transport.New(transport.Config{
+		Addr:    cfg.CoAPAddr,
+		Handler: mux.ToHandler[*udpclient.Conn](router),
+		// notifications (responses matching no request of this conn) go
+		// to the device client, which knows observations across restarts;
+		// the closure binds s.device, built after the transport
+		Responses: mux.ToHandler[*udpclient.Conn](mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) {
+			s.device.HandleResponse(w, r)
+		})),
+		Logger: log,
+	})
+	s.device = device.New(s.registry, s.transport, models, st, s.platform, device.Options{
+		DefaultTimeout: cfg.RequestTimeout, Logger: log,
+	})
+	if err := router.Handle("/dp", mux.HandlerFunc(s.device.HandleSend)); err != nil {
+		return nil, err
+	}
+
+	repo := operation.NewRepo(st)
+	s.runner = operation.NewRunner(repo, s.device, s.platform, models, operation.Options{
+		Timeout: cfg.RequestTimeout, Logger: log,
+	})
+	// order matters: observations are dropped and the connection status set
+	// before queued operations run against the new registration
+	s.registry.AddListener(s.device)
+	s.registry.AddListener(s.platform)
+	s.registry.AddListener(s.runner)
+
+	ops := &operation.API{Repo: repo, Runner: s.runner, Endpoints: s.platform}
+	handler := api.New(api.Config{
+		Platform:      s.platform,
+		Registrations: s.registry,
+		Remover:       s.registry,
+		Extra:         []func(chi.Router){ops.Routes},
+		Logger:        log,
+	})
+	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+
+	if err := s.transport.Listen(); err != nil {
+		return nil, fmt.Errorf("coap listen %s: %w", cfg.CoAPAddr, err)
+	}
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		s.closeTransport()
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	return s, nil
+}
+
+// GeneratedAdminPassword is the management/admin password made up on the
+// first start when none was configured, or "".
+func (s *Server) GeneratedAdminPassword() string { return s.generated }
+
+// HTTPAddr and CoAPAddr are the bound addresses.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+func (s *Server) CoAPAddr() string { return s.transport.Addr().String() }
+
+// Run serves until ctx ends or a part fails, then shuts everything down.
+func (s *Server) Run(ctx context.Context) error {
+	s.ran.Store(true)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	start := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	start("coap", func() error { return s.transport.Serve(ctx) })
+	start("registry", func() error { return s.registry.Run(ctx) })
+	start("operations", func() error { return s.runner.Run(ctx) })
+	start("http", func() error { return s.http.Serve(s.httpLn) })
+	<-ctx.Done()
+	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = s.http.Shutdown(shutdown)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// Close releases the sockets and the store. Safe to call more than once.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if !s.ran.Load() {
+			s.closeTransport()
+		}
+		s.httpLn.Close()
+		err = s.store.Close()
+	})
+	return err
+}

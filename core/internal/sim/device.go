@@ -1,0 +1,664 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+)
+
+// DeviceConfig configures one simulated device.
+type DeviceConfig struct {
+	Endpoint string // client endpoint name (ep=); required
+	// Server is the LwM2M server: "coap://host:port", "host:port" or
+	// "coap://host" (port 5683).
+	Server string
+	// Version is Version10 or Version11 (the default).
+	Version string
+	// Lifetime of the registration, in whole seconds; default 300 s. The
+	// device sends an Update after 75-85% of it.
+	Lifetime time.Duration
+	// QueueMode registers with the Q flag (1.1) or binding UQ (1.0).
+	QueueMode bool
+	// Rate is how often the device's sensor values change, in changes per
+	// second (0.2 = every 5 s). Every change of an observed value yields a
+	// notification unless the observation's attributes hold it back. 0
+	// means values change only through Tick.
+	Rate float64
+	// Confirmable sends notifications as CON messages, waiting for the ACK;
+	// the default is NON.
+	Confirmable bool
+	// RequestTimeout bounds each request to the server (Register, Update,
+	// De-register, confirmable notifications); default 10 s.
+	RequestTimeout time.Duration
+	// LocalIP is the address the device's socket binds to (default: chosen
+	// by the system). Load tests beyond ~28,000 devices per process spread
+	// devices over several loopback addresses: each has its own port range.
+	LocalIP string
+	// Logger receives debug logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// fleet holds what the devices of one run share: settings, the template,
+// counters and the runtime.
+type fleet struct {
+	server      string // host:port
+	version     string
+	lifetime    int64
+	queue       bool
+	period      time.Duration // between value changes; 0 = none
+	confirmable bool
+	timeout     time.Duration
+	log         *slog.Logger
+	dialer      *net.Dialer
+	tmpl        *template
+	stats       *counters
+	rt          *runtime
+	router      *mux.Router
+}
+
+func newFleet(cfg DeviceConfig) (*fleet, error) {
+	addr, err := serverAddr(cfg.Server)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Version {
+	case "":
+		cfg.Version = Version11
+	case Version10, Version11:
+	default:
+		return nil, fmt.Errorf("sim: version %q: want %s or %s", cfg.Version, Version10, Version11)
+	}
+	lt := int64(cfg.Lifetime / time.Second)
+	if cfg.Lifetime == 0 {
+		lt = 300
+	}
+	if lt < 1 {
+		return nil, fmt.Errorf("sim: lifetime %v: want at least 1s", cfg.Lifetime)
+	}
+	if cfg.Rate < 0 {
+		return nil, fmt.Errorf("sim: rate %v: want >= 0", cfg.Rate)
+	}
+	f := &fleet{
+		server:      addr,
+		version:     cfg.Version,
+		lifetime:    lt,
+		queue:       cfg.QueueMode,
+		confirmable: cfg.Confirmable,
+		timeout:     cfg.RequestTimeout,
+		log:         cfg.Logger,
+		tmpl:        templateFor(cfg.Version),
+	}
+	f.dialer = &net.Dialer{Timeout: 3 * time.Second}
+	if cfg.LocalIP != "" {
+		ip := net.ParseIP(cfg.LocalIP)
+		if ip == nil {
+			return nil, fmt.Errorf("sim: local ip %q is not an IP address", cfg.LocalIP)
+		}
+		f.dialer.LocalAddr = &net.UDPAddr{IP: ip}
+	}
+	if cfg.Rate > 0 {
+		f.period = time.Duration(float64(time.Second) / cfg.Rate)
+	}
+	if f.timeout <= 0 {
+		f.timeout = 10 * time.Second
+	}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	f.log = f.log.With("component", "sim")
+	f.router = mux.NewRouter()
+	f.router.DefaultHandle(mux.HandlerFunc(serveDevice))
+	return f, nil
+}
+
+// serverAddr turns the Server setting into host:port.
+func serverAddr(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("sim: no server address")
+	}
+	if !strings.Contains(s, "://") {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return "", fmt.Errorf("sim: server %q: %w", s, err)
+		}
+		return s, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("sim: server %q: %w", s, err)
+	}
+	if u.Scheme != "coap" {
+		return "", fmt.Errorf("sim: server %q: only coap:// is supported", s)
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "5683"), nil
+	}
+	return u.Host, nil
+}
+
+// Device is one simulated LwM2M client with its own UDP socket. It
+// registers, keeps its registration up to date and answers the server's
+// requests until Close. A Device is safe for concurrent use.
+type Device struct {
+	f        *fleet
+	endpoint string
+	own      bool // f and its runtime belong to this device alone
+	cc       *udpclient.Conn
+
+	mu            sync.Mutex
+	tree          tree
+	links         []byte // registration payload; nil while the template's applies
+	location      string // "/rd/<id>" from the Register answer
+	registered    bool
+	closed        bool
+	tickStarted   bool
+	lifetime      int64
+	binding       string
+	timeOffset    int64 // seconds, from a Write of /3/0/13
+	battery       int64
+	rng           uint64
+	seed          uint64
+	sensors       []sensor
+	attrs         map[lwm2m.Path]attrs
+	obs           []*observation
+	acks          map[int32]chan bool // confirmable notifications waiting for ACK
+	updateGen     uint64
+	obsGen        uint64
+	obsAt         int64
+	sendLinks     bool // the next Update carries the object links
+	sendLifetime  bool
+	sendBinding   bool
+	changes       uint64 // counts requested Updates, so none is lost to one in flight
+	ticking       atomic.Bool
+	reboots       atomic.Int64
+	notifications atomic.Int64
+}
+
+// NewDevice returns a device that is not yet connected; Start connects and
+// registers it. Each device made by NewDevice has its own timer goroutines;
+// Run shares them between all devices of a run.
+func NewDevice(cfg DeviceConfig) (*Device, error) {
+	if cfg.Endpoint == "" {
+		return nil, errors.New("sim: no endpoint")
+	}
+	f, err := newFleet(cfg)
+	if err != nil {
+		return nil, err
+	}
+	f.stats = newCounters()
+	f.rt = newRuntime(f.stats)
+	d := f.newDevice(cfg.Endpoint)
+	d.own = true
+	return d, nil
+}
+
+func (f *fleet) newDevice(endpoint string) *Device {
+	h := fnv.New64a()
+	h.Write([]byte(endpoint))
+	seed := h.Sum64()
+	d := &Device{
+		f:        f,
+		endpoint: endpoint,
+		tree:     tree{entries: f.tmpl.entries, shared: true},
+		lifetime: f.lifetime,
+		binding:  "U",
+		battery:  100 - int64(seed%20),
+		rng:      seed | 1,
+		seed:     seed,
+	}
+	if f.queue && f.version == Version10 {
+		d.binding = "UQ"
+	}
+	d.resetSensors()
+	return d
+}
+
+// resetSensors gives the device its initial sensors, with a first payload.
+func (d *Device) resetSensors() {
+	d.sensors = []sensor{
+		newSensor(lwm2m.NewPath(3303, 0), d.seed),
+		newSensor(lwm2m.NewPath(BinaryObjectID, 0), d.seed),
+	}
+	d.sensors[1].step(d, time.Now(), nil)
+}
+
+// Endpoint returns the device's endpoint name.
+func (d *Device) Endpoint() string { return d.endpoint }
+
+// Location returns the registration's path ("/rd/<id>"), or "" while the
+// device is not registered.
+func (d *Device) Location() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.registered {
+		return ""
+	}
+	return d.location
+}
+
+// LocalAddr returns the address of the device's socket, or nil before Start.
+func (d *Device) LocalAddr() net.Addr {
+	if d.cc == nil {
+		return nil
+	}
+	return d.cc.LocalAddr()
+}
+
+// Reboots returns how often the server executed /3/0/4 (Reboot).
+func (d *Device) Reboots() int64 { return d.reboots.Load() }
+
+// Notifications returns how many notifications the device sent.
+func (d *Device) Notifications() int64 { return d.notifications.Load() }
+
+// Stats returns the counters of a device made by NewDevice; for devices of
+// a Run they are the run's counters.
+func (d *Device) Stats() Stats { return d.f.stats.snapshot(1) }
+
+type deviceKey struct{}
+
+// optRequestMonitor sets go-coap's request monitor, which sees every
+// incoming message first: it is where resets of notifications are caught.
+type optRequestMonitor udpclient.RequestMonitorFunc
+
+func (o optRequestMonitor) UDPClientApply(cfg *udpclient.Config) { cfg.RequestMonitor = o }
+
+func monitorIncoming(cc *udpclient.Conn, m *pool.Message) (bool, error) {
+	if m.Code() != codes.Empty {
+		return false, nil
+	}
+	d, found := cc.Context().Value(deviceKey{}).(*Device)
+	if !found {
+		return false, nil
+	}
+	switch m.Type() {
+	case message.Reset:
+		d.onReset(m.MessageID())
+	case message.Acknowledgement:
+		d.onAck(m.MessageID())
+	}
+	return false, nil
+}
+
+// Start opens the device's socket and registers. It returns the Register
+// error; the device can then only be closed.
+func (d *Device) Start(ctx context.Context) error {
+	cc, err := udp.Dial(d.f.server,
+		options.WithMux(d.f.router),
+		options.WithDialer(d.f.dialer),
+		options.WithPeriodicRunner(d.f.rt.periodicRunner),
+		options.WithErrors(func(err error) { d.f.log.Debug("coap", "endpoint", d.endpoint, "error", err) }),
+		optRequestMonitor(monitorIncoming),
+	)
+	if err != nil {
+		d.f.stats.regFailed.Add(1)
+		d.f.stats.errors.Add(1)
+		return fmt.Errorf("sim: dial %s: %w", d.f.server, err)
+	}
+	cc.SetContextValue(deviceKey{}, d)
+	d.cc = cc
+	return d.register(ctx, true)
+}
+
+// Close de-registers the device (when registered) and closes its socket.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	d.updateGen++
+	d.obsGen++
+	registered, loc := d.registered, d.location
+	d.mu.Unlock()
+	var err error
+	if registered {
+		err = d.deregister(loc)
+	}
+	if d.cc != nil {
+		if cerr := d.cc.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	if d.own {
+		d.f.rt.close()
+	}
+	return err
+}
+
+// register sends Register and, on success, schedules the first Update and
+// the value changes. initial tells whether this is the device's first
+// registration (for the registration-rate window).
+func (d *Device) register(ctx context.Context, initial bool) error {
+	d.mu.Lock()
+	payload := d.links
+	if payload == nil {
+		payload = d.f.tmpl.links
+	}
+	q := []message.Option{
+		query("ep=" + d.endpoint),
+		query("lt=" + strconv.FormatInt(d.lifetime, 10)),
+		query("lwm2m=" + d.f.version),
+		query("b=" + d.binding),
+	}
+	if d.f.queue && d.f.version != Version10 {
+		q = append(q, query("Q"))
+	}
+	d.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, d.f.timeout)
+	defer cancel()
+	start := time.Now()
+	d.f.stats.registerSent(start)
+	resp, err := d.cc.Post(ctx, "/rd", message.AppLinkFormat, bytes.NewReader(payload), q...)
+	if err != nil {
+		d.f.stats.regFailed.Add(1)
+		d.f.stats.errors.Add(1)
+		return fmt.Errorf("sim: register %s: %w", d.endpoint, err)
+	}
+	defer d.cc.ReleaseMessage(resp)
+	if resp.Code() != codes.Created {
+		d.f.stats.regFailed.Add(1)
+		d.f.stats.errors.Add(1)
+		return fmt.Errorf("sim: register %s: server answered %v%s", d.endpoint, resp.Code(), diagnostic(resp))
+	}
+	loc, err := resp.Options().LocationPath()
+	if err != nil || strings.Trim(loc, "/") == "" {
+		d.f.stats.regFailed.Add(1)
+		d.f.stats.errors.Add(1)
+		return fmt.Errorf("sim: register %s: answer has no Location-Path", d.endpoint)
+	}
+	now := time.Now()
+	d.f.stats.regLatency.record(now.Sub(start))
+	d.f.stats.registrations.Add(1)
+	if initial {
+		d.f.stats.registerDone(now)
+	}
+
+	d.mu.Lock()
+	if d.closed {
+		// Close came while Register was on its way: undo it.
+		d.mu.Unlock()
+		_ = d.deregister("/" + strings.Trim(loc, "/"))
+		return errors.New("sim: device closed while registering")
+	}
+	defer d.mu.Unlock()
+	if !d.registered {
+		d.f.stats.registered.Add(1)
+	}
+	d.registered = true
+	d.location = "/" + strings.Trim(loc, "/")
+	d.sendLinks, d.sendLifetime, d.sendBinding = false, false, false
+	d.scheduleUpdateLocked(now, d.updateInterval())
+	if d.f.period > 0 && !d.tickStarted {
+		d.tickStarted = true
+		phase := time.Duration(d.nextRand() % uint64(d.f.period))
+		d.f.rt.schedule(now.Add(phase), d, evTick, 0)
+	}
+	return nil
+}
+
+func query(s string) message.Option { return message.Option{ID: message.URIQuery, Value: []byte(s)} }
+
+// diagnostic returns ": <payload>" of an error answer, or "".
+func diagnostic(m *pool.Message) string {
+	b, err := m.ReadBody()
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return ": " + string(b)
+}
+
+// updateInterval is 75-85% of the lifetime: early enough to arrive in time,
+// spread so that devices registered together do not update together.
+func (d *Device) updateInterval() time.Duration {
+	lt := time.Duration(d.lifetime) * time.Second
+	frac := 0.75 + 0.1*float64(d.nextRand()%1000)/1000
+	return time.Duration(float64(lt) * frac)
+}
+
+// scheduleUpdateLocked (re)schedules the next Update (or re-Register);
+// earlier schedules become stale.
+func (d *Device) scheduleUpdateLocked(now time.Time, after time.Duration) {
+	d.updateGen++
+	d.f.rt.schedule(now.Add(after), d, evUpdate, d.updateGen)
+}
+
+// requestUpdateLocked sends an Update now, after the object links, the
+// lifetime or the binding changed or the server asked for one (/1/0/8).
+func (d *Device) requestUpdateLocked() {
+	d.changes++
+	if d.registered && !d.closed {
+		d.scheduleUpdateLocked(time.Now(), 0)
+	}
+}
+
+// update sends Update with what changed since the last one; on 4.04 it
+// registers again, on other failures it retries after a tenth of the
+// lifetime (at least 1 s).
+func (d *Device) update() {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	if !d.registered {
+		d.mu.Unlock()
+		d.reregister()
+		return
+	}
+	loc := d.location
+	var q []message.Option
+	if d.sendLifetime {
+		q = append(q, query("lt="+strconv.FormatInt(d.lifetime, 10)))
+	}
+	if d.sendBinding {
+		q = append(q, query("b="+d.binding))
+	}
+	var body []byte
+	if d.sendLinks {
+		body = d.links
+	}
+	changes := d.changes
+	d.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), d.f.timeout)
+	defer cancel()
+	req, err := d.cc.NewPostRequest(ctx, loc, message.AppLinkFormat, nil, q...)
+	if err == nil && body != nil {
+		req.SetContentFormat(message.AppLinkFormat)
+		req.SetBody(bytes.NewReader(body))
+	}
+	var resp *pool.Message
+	if err == nil {
+		resp, err = d.cc.Do(req)
+		d.cc.ReleaseMessage(req)
+	}
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		if resp != nil {
+			d.cc.ReleaseMessage(resp)
+		}
+		return
+	}
+	switch {
+	case err != nil:
+		d.f.stats.updateFailed.Add(1)
+		d.f.stats.errors.Add(1)
+		d.f.log.Debug("update failed", "endpoint", d.endpoint, "error", err)
+		d.scheduleUpdateLocked(now, d.retryInterval())
+	case resp.Code() == codes.Changed:
+		d.f.stats.updates.Add(1)
+		if d.changes != changes {
+			// More changed while this Update was on its way.
+			d.scheduleUpdateLocked(now, 0)
+			break
+		}
+		d.sendLinks, d.sendLifetime, d.sendBinding = false, false, false
+		d.scheduleUpdateLocked(now, d.updateInterval())
+	case resp.Code() == codes.NotFound:
+		// The server forgot us (expiry, restart on a volatile store):
+		// register again right away.
+		d.f.stats.updateFailed.Add(1)
+		d.registered = false
+		d.f.stats.registered.Add(-1)
+		d.scheduleUpdateLocked(now, 0)
+	default:
+		d.f.stats.updateFailed.Add(1)
+		d.f.stats.errors.Add(1)
+		d.f.log.Debug("update refused", "endpoint", d.endpoint, "code", resp.Code())
+		d.scheduleUpdateLocked(now, d.retryInterval())
+	}
+	if resp != nil {
+		d.cc.ReleaseMessage(resp)
+	}
+}
+
+func (d *Device) retryInterval() time.Duration {
+	return max(time.Second, time.Duration(d.lifetime)*time.Second/10)
+}
+
+// reregister registers a device whose registration was lost; on failure it
+// tries again later.
+func (d *Device) reregister() {
+	if err := d.register(context.Background(), false); err != nil {
+		d.f.log.Debug("re-register failed", "endpoint", d.endpoint, "error", err)
+		d.mu.Lock()
+		if !d.closed {
+			d.scheduleUpdateLocked(time.Now(), d.retryInterval())
+		}
+		d.mu.Unlock()
+	}
+}
+
+// deregister sends De-register for registration loc.
+func (d *Device) deregister(loc string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d.f.timeout)
+	defer cancel()
+	resp, err := d.cc.Delete(ctx, loc)
+	d.mu.Lock()
+	if d.registered {
+		d.registered = false
+		d.f.stats.registered.Add(-1)
+	}
+	d.mu.Unlock()
+	if err != nil {
+		d.f.stats.errors.Add(1)
+		return fmt.Errorf("sim: de-register %s: %w", d.endpoint, err)
+	}
+	defer d.cc.ReleaseMessage(resp)
+	if resp.Code() != codes.Deleted {
+		d.f.stats.errors.Add(1)
+		return fmt.Errorf("sim: de-register %s: server answered %v%s", d.endpoint, resp.Code(), diagnostic(resp))
+	}
+	d.f.stats.deregistered.Add(1)
+	return nil
+}
+
+// fire runs one scheduled event.
+func (d *Device) fire(e event) {
+	switch e.kind {
+	case evTick:
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return
+		}
+		next := time.Unix(0, e.at).Add(d.f.period)
+		if now := time.Now(); next.Before(now) {
+			next = now.Add(d.f.period) // fell behind: skip, do not burst
+		}
+		d.f.rt.schedule(next, d, evTick, 0)
+		d.mu.Unlock()
+		if d.ticking.CompareAndSwap(false, true) {
+			d.Tick()
+			d.ticking.Store(false)
+		}
+	case evUpdate:
+		d.mu.Lock()
+		stale := e.gen != d.updateGen || d.closed
+		d.mu.Unlock()
+		if !stale {
+			d.update()
+		}
+	case evObs:
+		d.mu.Lock()
+		if e.gen != d.obsGen || d.closed {
+			d.mu.Unlock()
+			return
+		}
+		d.obsAt = 0
+		out := d.evaluateLocked(time.Now(), nil)
+		d.mu.Unlock()
+		d.send(out)
+	}
+}
+
+// Tick changes the device's sensor values now, as a Rate tick does, and
+// notifies the observers of the changed values.
+func (d *Device) Tick() {
+	now := time.Now()
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	changed := make([]lwm2m.Path, 0, 8)
+	for i := range d.sensors {
+		changed = d.sensors[i].step(d, now, changed)
+	}
+	if d.nextRand()%60 == 0 && d.battery > 5 {
+		d.battery--
+		changed = append(changed, lwm2m.NewPath(3, 0, 9))
+	}
+	var out []notification
+	if len(d.obs) > 0 {
+		out = d.evaluateLocked(now, changed)
+	}
+	d.mu.Unlock()
+	d.send(out)
+}
+
+// nextRand is a xorshift64* step on the device's own generator: 8 bytes of
+// state instead of a rand.Rand per device.
+func (d *Device) nextRand() uint64 {
+	x := d.rng
+	x ^= x >> 12
+	x ^= x << 25
+	x ^= x >> 27
+	d.rng = x
+	return x * 2685821657736338717
+}
+
+// randFloat returns a float in [0, 1); the caller holds d.mu.
+func (d *Device) randFloat() float64 { return float64(d.nextRand()>>11) / (1 << 53) }
+
+// jitter is randFloat for callers that do not hold d.mu.
+func (d *Device) jitter() float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.randFloat()
+}

@@ -1,0 +1,18 @@
+// Package sim simulates LwM2M 1.0 and 1.1 clients over CoAP/UDP, for
+// demos, integration tests and load tests of the server. A Device is one
+// client with its own UDP socket: it registers, keeps its registration up
+// to date, answers Read, Write, Execute, Create, Delete, Discover,
+// Write-Attributes and Observe in every content format its version knows,
+// and sends notifications as its values change. Run drives many devices at
+// once and reports rates and latencies.
+//
+// Devices implement objects 1 (Server), 3 (Device), 4 (Connectivity
+// Monitoring), 5 (Firmware Update), 6 (Location), 3303 (Temperature, a
+// random walk) and 33000 (Binary Payload, an OPAQUE resource whose bytes
+// change; see ddf/33000.xml).
+//
+// Scale: the devices of a run share one timer heap and one go-coap
+// periodic runner, so a device costs its socket, the two goroutines go-coap
+// runs per connection, and its own state, which is shared copy-on-write
+// with the other devices until the server changes it.
+package sim

@@ -1,0 +1,250 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/lwm2md/lwm2md/core/internal/store"
+	"github.com/lwm2md/lwm2md/core/internal/store/redis"
+	"github.com/lwm2md/lwm2md/core/internal/store/storetest"
+)
+
+// The shared test server; make test-deps starts it. Each test owns a
+// database number (9 to 14) and flushes it before and after.
+const testAddr = "127.0.0.1:6379"
+
+const (
+	dbContract = 9 + iota
+	dbLayout
+	dbConflict
+	dbOpen
+	dbBench
+	dbSmallPages
+)
+
+// testDB flushes database db of the shared server now and when t ends,
+// and returns its URL and a raw client to inspect it.
+func testDB(t testing.TB, db int) (string, *goredis.Client) {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: testAddr, DB: db})
+	ctx := context.Background()
+	if err := c.FlushDB(ctx).Err(); err != nil {
+		c.Close()
+		t.Fatalf("redis on %s is needed for this test (make test-deps starts it): %v", testAddr, err)
+	}
+	t.Cleanup(func() {
+		_ = c.FlushDB(ctx).Err()
+		_ = c.Close()
+	})
+	return fmt.Sprintf("redis://%s/%d", testAddr, db), c
+}
+
+func open(t testing.TB, url string, opts ...redis.Option) *redis.Store {
+	t.Helper()
+	s, err := redis.Open(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestContractIntegration(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		url, _ := testDB(t, dbContract)
+		return open(t, url)
+	})
+}
+
+func TestContractSmallPagesIntegration(t *testing.T) {
+	// Pages of 2 keys put page boundaries inside every scan case.
+	storetest.Run(t, func(t *testing.T) store.Store {
+		url, _ := testDB(t, dbSmallPages)
+		return open(t, url, redis.WithPageSize(2))
+	})
+}
+
+func TestKeyLayoutIntegration(t *testing.T) {
+	url, raw := testDB(t, dbLayout)
+	s := open(t, url)
+	other := open(t, url, redis.WithPrefix("other:"))
+	ctx := context.Background()
+	cases := []struct {
+		name        string
+		st          *redis.Store
+		bucket, key string
+		valueKey    string
+		indexKey    string
+	}{
+		{"plain", s, "reg", "abc", "lwm2md:reg:abc", "lwm2md:idx:reg"},
+		{"colon_in_key", s, "reg.ep", "urn:imei:1", "lwm2md:reg.ep:urn:imei:1", "lwm2md:idx:reg.ep"},
+		{"colon_in_bucket", s, "a:b", "k", "lwm2md:a%3Ab:k", "lwm2md:idx:a%3Ab"},
+		{"percent_in_bucket", s, "100%", "k", "lwm2md:100%25:k", "lwm2md:idx:100%25"},
+		{"bucket_named_idx", s, "idx", "reg", "lwm2md:%69dx:reg", "lwm2md:idx:%69dx"},
+		{"other_prefix", other, "reg", "abc", "other:reg:abc", "other:idx:reg"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.st.Update(ctx, func(tx store.Tx) error { return tx.Put(c.bucket, c.key, []byte(c.name)) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, err := raw.Get(ctx, c.valueKey).Result(); err != nil || v != c.name {
+				t.Fatalf("GET %s = %q, %v; want %q", c.valueKey, v, err, c.name)
+			}
+			if score, err := raw.ZScore(ctx, c.indexKey, c.key).Result(); err != nil || score != 0 {
+				t.Fatalf("ZSCORE %s %s = %v, %v; want 0", c.indexKey, c.key, score, err)
+			}
+			err = c.st.Update(ctx, func(tx store.Tx) error { return tx.Delete(c.bucket, c.key) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := raw.Exists(ctx, c.valueKey, c.indexKey).Result(); err != nil || n != 0 {
+				t.Fatalf("after delete EXISTS %s %s = %d, %v; want 0", c.valueKey, c.indexKey, n, err)
+			}
+		})
+	}
+	t.Run("prefixes_are_isolated", func(t *testing.T) {
+		if err := s.Update(ctx, func(tx store.Tx) error { return tx.Put("iso", "k", []byte("v")) }); err != nil {
+			t.Fatal(err)
+		}
+		err := other.View(ctx, func(tx store.Tx) error {
+			_, err := tx.Get("iso", "k")
+			return err
+		})
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("other prefix sees the key: %v", err)
+		}
+	})
+}
+
+func TestConflictIntegration(t *testing.T) {
+	url, raw := testDB(t, dbConflict)
+	ctx := context.Background()
+	s := open(t, url, redis.WithRetries(2))
+	node2 := open(t, url) // another server node sharing the database
+	// Each case's fn reads (or not), then another client changes a key
+	// behind its back before the commit, differently at each attempt.
+	cases := []struct {
+		name      string
+		read      func(tx store.Tx, attempt int) error
+		meddle    func(attempt int) error
+		wantErr   error
+		wantCalls int
+	}{
+		{"get_watches_value",
+			func(tx store.Tx, _ int) error { _, err := tx.Get("c", "n"); return err },
+			func(int) error { return raw.Set(ctx, "lwm2md:c:n", "outside", 0).Err() },
+			store.ErrConflict, 3},
+		{"get_of_missing_key_watches_creation",
+			func(tx store.Tx, attempt int) error {
+				_, err := tx.Get("c", fmt.Sprint("missing", attempt))
+				if !errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("get missing: %v", err)
+				}
+				return nil
+			},
+			func(attempt int) error {
+				return raw.Set(ctx, fmt.Sprint("lwm2md:c:missing", attempt), "outside", 0).Err()
+			},
+			store.ErrConflict, 3},
+		{"scan_watches_index",
+			func(tx store.Tx, _ int) error { return tx.Scan("c", "", "", func(string, []byte) error { return nil }) },
+			func(attempt int) error {
+				return raw.ZAdd(ctx, "lwm2md:idx:c", goredis.Z{Member: fmt.Sprint("phantom", attempt)}).Err()
+			},
+			store.ErrConflict, 3},
+		{"scan_sees_overwrite_by_other_node",
+			func(tx store.Tx, _ int) error { return tx.Scan("c", "", "", func(string, []byte) error { return nil }) },
+			func(attempt int) error {
+				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", "n", []byte(fmt.Sprint(attempt))) })
+			},
+			store.ErrConflict, 3},
+		{"blind_write_does_not_conflict",
+			func(store.Tx, int) error { return nil },
+			func(int) error { return raw.Set(ctx, "lwm2md:c:n", "outside", 0).Err() },
+			nil, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := raw.FlushDB(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			err := s.Update(ctx, func(tx store.Tx) error { return tx.Put("c", "n", []byte("0")) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			calls := 0
+			err = s.Update(ctx, func(tx store.Tx) error {
+				calls++
+				if err := c.read(tx, calls); err != nil {
+					return err
+				}
+				if err := c.meddle(calls); err != nil {
+					return err
+				}
+				return tx.Put("c", "written", []byte("by update"))
+			})
+			if !errors.Is(err, c.wantErr) || (c.wantErr == nil && err != nil) || calls != c.wantCalls {
+				t.Fatalf("Update = %v after %d calls, want %v after %d", err, calls, c.wantErr, c.wantCalls)
+			}
+			n, err := raw.Exists(ctx, "lwm2md:c:written").Result()
+			if err != nil || (n == 1) != (c.wantErr == nil) {
+				t.Fatalf("EXISTS written = %d, %v; want %v", n, err, c.wantErr == nil)
+			}
+		})
+	}
+}
+
+func TestOpenIntegration(t *testing.T) {
+	url, _ := testDB(t, dbOpen)
+	noRetry := redis.WithClientOptions(func(o *goredis.Options) { o.MaxRetries = -1 })
+	cases := []struct {
+		name, url   string
+		opts        []redis.Option
+		wantErr     string
+		unavailable bool
+	}{
+		{"ok", url, nil, "", false},
+		{"not_redis_scheme", "http://127.0.0.1:6379/0", nil, "parse url", false},
+		{"bad_db_number", "redis://127.0.0.1:6379/first", nil, "parse url", false},
+		{"bad_port_with_password", "redis://user:s3cret@127.0.0.1:port/0", nil, "parse url", false},
+		{"bad_escape_with_password", "redis://user:s3cret%zz@127.0.0.1:6379/0", nil, "parse url", false},
+		{"refused", "redis://user:s3cret@127.0.0.1:1/0", []redis.Option{noRetry}, "127.0.0.1:1 db 0", true},
+		{"empty_prefix", url, []redis.Option{redis.WithPrefix("")}, "empty key prefix", false},
+		{"negative_retries", url, []redis.Option{redis.WithRetries(-1)}, "retries -1", false},
+		{"zero_page_size", url, []redis.Option{redis.WithPageSize(0)}, "page size 0", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := redis.Open(c.url, c.opts...)
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Close()
+				return
+			}
+			if err == nil {
+				s.Close()
+				t.Fatalf("Open succeeded, want error containing %q", c.wantErr)
+			}
+			if !strings.Contains(err.Error(), c.wantErr) || strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("error %q, want one containing %q and no password", err, c.wantErr)
+			}
+			if errors.Is(err, store.ErrUnavailable) != c.unavailable {
+				t.Fatalf("error %q: errors.Is(store.ErrUnavailable) = %v, want %v", err, !c.unavailable, c.unavailable)
+			}
+		})
+	}
+}
+
+func BenchmarkUpdateParallel(b *testing.B) {
+	url, _ := testDB(b, dbBench)
+	storetest.BenchUpdateParallel(b, open(b, url))
+}

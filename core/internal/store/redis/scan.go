@@ -1,0 +1,169 @@
+package redis
+
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/lwm2md/lwm2md/core/internal/store"
+)
+
+// Scan merges two ordered streams: the bucket's keys in Redis, paged with
+// ZRANGEBYLEX and MGET, and the transaction's buffered writes. Each step
+// takes the smallest key after the last one visited, so writes made by fn
+// during the scan are seen (or skipped, if deleted) like any other.
+func (t *tx) Scan(bucket, prefix, start string, fn func(key string, value []byte) error) error {
+	if bucket == "" {
+		return errors.New("empty bucket name")
+	}
+	from := max(prefix, start)
+	p := &pager{t: t, bucket: bucket, min: "[" + from, max: upperBound(prefix)}
+	if from == "" {
+		p.min = "-"
+	}
+	cursor, incl := from, true
+	for {
+		bk, bv, bok, err := p.next(cursor, incl)
+		if err != nil {
+			return err
+		}
+		ok, ov, ook := t.nextBuffered(bucket, prefix, cursor, incl)
+		var k string
+		var v []byte
+		switch {
+		case bok && (!ook || bk < ok):
+			k, v = bk, bv
+		case ook:
+			k, v = ok, ov
+		default:
+			return nil
+		}
+		if err := fn(k, v); err != nil {
+			if errors.Is(err, store.ErrStop) {
+				return nil
+			}
+			return err
+		}
+		cursor, incl = k, false
+	}
+}
+
+// upperBound is the exclusive ZRANGEBYLEX maximum of keys with prefix:
+// the prefix with its last byte below 0xff incremented, or "+" (no bound).
+func upperBound(prefix string) string {
+	b := []byte(prefix)
+	for len(b) > 0 && b[len(b)-1] == 0xff {
+		b = b[:len(b)-1]
+	}
+	if len(b) == 0 {
+		return "+"
+	}
+	b[len(b)-1]++
+	return "(" + string(b)
+}
+
+// nextBuffered returns the first key the transaction wrote (and did not
+// delete) after cursor (at it, if incl) that has prefix.
+func (t *tx) nextBuffered(bucket, prefix, cursor string, incl bool) (string, []byte, bool) {
+	o := t.ov[bucket]
+	if o == nil {
+		return "", nil, false
+	}
+	i, found := slices.BinarySearch(o.keys, cursor)
+	if found && !incl {
+		i++
+	}
+	for ; i < len(o.keys); i++ {
+		k := o.keys[i]
+		if !strings.HasPrefix(k, prefix) {
+			// cursor >= prefix, so every later key is past the prefix too.
+			return "", nil, false
+		}
+		if e := o.m[k]; !e.deleted {
+			return k, e.value, true
+		}
+	}
+	return "", nil, false
+}
+
+// pager walks a bucket's keys in Redis one page at a time.
+type pager struct {
+	t        *tx
+	bucket   string
+	min, max string // ZRANGEBYLEX bounds of the next page
+	keys     []string
+	vals     [][]byte // nil where the value vanished between the two reads
+	i        int
+	done     bool
+}
+
+// next returns the first key in Redis after cursor (at it, if incl) that
+// the transaction has not overwritten or deleted.
+func (p *pager) next(cursor string, incl bool) (string, []byte, bool, error) {
+	for {
+		for ; p.i < len(p.keys); p.i++ {
+			k := p.keys[p.i]
+			if k < cursor || (k == cursor && !incl) || p.vals[p.i] == nil || p.buffered(k) {
+				continue
+			}
+			return k, p.vals[p.i], true, nil
+		}
+		if p.done {
+			return "", nil, false, nil
+		}
+		if err := p.fetch(); err != nil {
+			return "", nil, false, err
+		}
+	}
+}
+
+func (p *pager) buffered(k string) bool {
+	if o := p.t.ov[p.bucket]; o != nil {
+		_, ok := o.m[k]
+		return ok
+	}
+	return false
+}
+
+// fetch reads the next page: the keys from the index, then their values.
+// Inside an Update only the index is watched: every commit that writes to
+// a bucket modifies its index (see tx.commit), overwrites included. This
+// also keeps WATCH cheap; Redis checks each new WATCH against all keys the
+// connection already watches, so watching every value of a 10,000-key scan
+// costs seconds.
+func (p *pager) fetch() error {
+	t, ctx := p.t, p.t.ctx
+	ix := t.s.indexKey(p.bucket)
+	var zr *goredis.StringSliceCmd
+	err := t.read("scan", []string{ix}, func(pipe goredis.Pipeliner) {
+		zr = pipe.ZRangeByLex(ctx, ix, &goredis.ZRangeBy{Min: p.min, Max: p.max, Count: t.s.pageSize})
+	})
+	if err != nil {
+		return err
+	}
+	p.keys, p.vals, p.i = zr.Val(), nil, 0
+	if int64(len(p.keys)) < t.s.pageSize {
+		p.done = true
+	}
+	if len(p.keys) == 0 {
+		return nil
+	}
+	p.min = "(" + p.keys[len(p.keys)-1]
+	vks := make([]string, len(p.keys))
+	for i, k := range p.keys {
+		vks[i] = t.s.valueKey(p.bucket, k)
+	}
+	var mg *goredis.SliceCmd
+	if err := t.read("scan", nil, func(pipe goredis.Pipeliner) { mg = pipe.MGet(ctx, vks...) }); err != nil {
+		return err
+	}
+	p.vals = make([][]byte, len(p.keys))
+	for i, v := range mg.Val() {
+		if s, ok := v.(string); ok {
+			p.vals[i] = append(make([]byte, 0, len(s)), s...) // non-nil even when empty
+		}
+	}
+	return nil
+}
