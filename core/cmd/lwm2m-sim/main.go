@@ -62,7 +62,7 @@ func (s seconds) Set(v string) error {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lwm2m-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := sim.Config{Lifetime: 300 * time.Second}
+	cfg := sim.Config{Lifetime: 300 * time.Second, RequestTimeout: 10 * time.Second}
 	var verbose bool
 	fs.StringVar(&cfg.Server, "server", "coap://127.0.0.1:5783", "LwM2M server URI")
 	fs.IntVar(&cfg.Devices, "devices", 1, "number of simulated devices, each with its own UDP socket")
@@ -75,8 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.QueueMode, "queue", false, "register in queue mode")
 	fs.BoolVar(&cfg.Confirmable, "con", false, "send notifications as confirmable (CON) messages")
 	fs.Var(seconds{&cfg.RampUp}, "ramp", "spread the devices' first registration over this time")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 256, "registrations in flight at once")
-	fs.Var(seconds{&cfg.RequestTimeout}, "timeout", "timeout of each request to the server (default 10s)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 128, "registrations and de-registrations in flight at once")
+	fs.Var(seconds{&cfg.RequestTimeout}, "timeout", "timeout of each request to the server (seconds or a duration)")
 	fs.StringVar(&cfg.LocalIP, "local-ip", "", "address the devices' sockets bind to")
 	fs.StringVar(&cfg.API, "api", "", "platform REST URL: create the devices through deviceRegistration first")
 	fs.StringVar(&cfg.User, "user", "", "REST credentials as tenant/user:password (with -api)")

@@ -5,12 +5,60 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lwm2md/lwm2md/core/internal/sim/simtest"
 )
+
+// TestMain lets the tests run this binary's main as a child process.
+func TestMain(m *testing.M) {
+	if os.Getenv("LWM2M_SIM_RUN_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func TestSignalDeregistersIntegration(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			srv := simtest.Start(t)
+			cmd := exec.Command(os.Args[0], "-server", srv.URI(), "-devices", "4", "-prefix", "sig-")
+			cmd.Env = append(os.Environ(), "LWM2M_SIM_RUN_MAIN=1")
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for srv.Registered() < 4 {
+				if time.Now().After(deadline) {
+					_ = cmd.Process.Kill()
+					t.Fatalf("devices did not register:\n%s", out.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("exit: %v\n%s", err, out.String())
+			}
+			if srv.Registered() != 0 {
+				t.Errorf("%d devices still registered after %v", srv.Registered(), sig)
+			}
+			if !strings.Contains(out.String(), "deregistered 4") {
+				t.Errorf("summary lacks the de-registrations:\n%s", out.String())
+			}
+		})
+	}
+}
 
 func TestRunCommandIntegration(t *testing.T) {
 	srv := simtest.Start(t)

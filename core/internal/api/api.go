@@ -1,8 +1,27 @@
 // Package api is the server's REST API, shaped like Cumulocity's so that
 // existing Cumulocity clients work: tenants and users, inventory, identity,
-// LwM2M device registration and live registrations, behind HTTP Basic
-// auth ("tenant/user:password"). Handlers translate HTTP to
-// platform.Platform calls; the domain rules live there.
+// alarms, events, LwM2M device registration (single, bulk CSV and
+// bootstrap parameters) and live registrations, behind HTTP Basic auth
+// ("tenant/user:password"). Handlers translate HTTP to platform.Platform
+// calls; the domain rules live there.
+//
+// LwM2M device registration:
+//
+//	POST /service/lwm2m-agent/deviceRegistration          one device as JSON, keys as the CSV
+//	     header names ("endpoint" for "endpoint id"): 201 with the managed object, 400 with
+//	     "<field>: <reason>", 409 when the device exists or a PSK identity is taken
+//	POST /service/lwm2m-agent/deviceRegistration/bulk     multipart form, CSV in field "file",
+//	     at most 10 MB (413 beyond): 201 with numberOfAll/Created/Failed/Existing and
+//	     results: [{line, endpoint, status: created|failed|exists, id, field, reason}]
+//	GET  /service/lwm2m-agent/deviceRegistration/{id}/bootstrapParameters
+//	PUT  /service/lwm2m-agent/deviceRegistration/{id}/bootstrapParameters
+//	     the CSV's LwM2M fields as JSON; PSK keys are write-only: GET shows "***" when
+//	     one is set, and "***" sent back by PUT keeps the key; null resets a field
+//	DELETE /service/lwm2m-agent/deviceRegistration/{id}
+//
+// Alarms (/alarm/alarms, ?source=&severity=&status=&type=) and events
+// (/event/events, ?source=&type=) are paged like the inventory, newest
+// first.
 package api
 
 import (
@@ -99,7 +118,18 @@ func New(cfg Config) http.Handler {
 		r.Delete("/identity/externalIds/{type}/{externalId}", s.deleteExternalID)
 
 		r.Post("/service/lwm2m-agent/deviceRegistration", s.registerDevice)
+		r.Post(BulkPath, s.bulkRegister)
 		r.Delete("/service/lwm2m-agent/deviceRegistration/{id}", s.deleteDevice)
+		r.Get("/service/lwm2m-agent/deviceRegistration/{id}/bootstrapParameters", s.getBootstrapParams)
+		r.Put("/service/lwm2m-agent/deviceRegistration/{id}/bootstrapParameters", s.putBootstrapParams)
+
+		r.Get("/alarm/alarms", s.listAlarms)
+		r.Post("/alarm/alarms", s.createAlarm)
+		r.Get("/alarm/alarms/{id}", s.getAlarm)
+		r.Put("/alarm/alarms/{id}", s.updateAlarm)
+		r.Get("/event/events", s.listEvents)
+		r.Post("/event/events", s.createEvent)
+		r.Get("/event/events/{id}", s.getEvent)
 		r.Get("/lwm2m/registrations", s.listRegistrations)
 		r.Get("/lwm2m/registrations/{endpoint}", s.getRegistration)
 
@@ -111,11 +141,15 @@ func New(cfg Config) http.Handler {
 }
 
 // limitBody caps every request body, including those of Extra routes that
-// may not use rest.Decode.
+// may not use rest.Decode; a bulk registration upload may be larger.
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, rest.MaxBody)
+			limit := int64(rest.MaxBody)
+			if r.URL.Path == BulkPath {
+				limit = maxBulkBody
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,6 +69,28 @@ type env struct {
 	adminB   string // "tB/bob:pw"
 	userA    string // "tA/carol:pw", not an admin
 	password string // management admin password
+	// seen collects every response body and logs every server log line,
+	// so tests can show that no secret ever left the server.
+	seen *lockedBuffer
+	logs *lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func openBolt(t *testing.T) store.Store {
@@ -88,7 +111,8 @@ func newEnv(t *testing.T, st store.Store) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	log := slog.New(slog.DiscardHandler)
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	fs := &faultStore{Store: st}
 	// Cheap hashes keep the suite quick; the cost is a parameter only.
 	p := platform.New(fs, platform.Options{Logger: log, BcryptCost: bcrypt.MinCost})
@@ -116,7 +140,7 @@ func newEnv(t *testing.T, st store.Store) *env {
 			})
 		}},
 	})
-	e := &env{t: t, srv: httptest.NewServer(h), p: p, st: fs, coapAddr: coap.Addr().String(), password: pw}
+	e := &env{t: t, srv: httptest.NewServer(h), p: p, st: fs, coapAddr: coap.Addr().String(), password: pw, seen: &lockedBuffer{}, logs: logs}
 	t.Cleanup(e.srv.Close)
 	e.admin = "management/admin:" + pw
 	e.tenantA, e.adminA = e.newTenant("Company A", "a.example.com", "alice")
@@ -208,6 +232,7 @@ func (e *env) send(req *http.Request) response {
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	_, _ = e.seen.Write(raw)
 	r := response{status: res.StatusCode, header: res.Header, raw: raw}
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if err := json.Unmarshal(raw, &r.body); err != nil {

@@ -27,6 +27,28 @@ func (s *server) registerDevice(w http.ResponseWriter, r *http.Request) {
 	rest.JSON(w, http.StatusCreated, mo)
 }
 
+func (s *server) getBootstrapParams(w http.ResponseWriter, r *http.Request) {
+	v, err := s.p.BootstrapParameters(r.Context(), principal(r).Tenant, param(r, "id"))
+	if err != nil {
+		s.fail(w, r, "lwm2m", err)
+		return
+	}
+	rest.JSON(w, http.StatusOK, v)
+}
+
+func (s *server) putBootstrapParams(w http.ResponseWriter, r *http.Request) {
+	body, ok := decodeObject(w, r)
+	if !ok {
+		return
+	}
+	v, err := s.p.SetBootstrapParameters(r.Context(), principal(r).Tenant, param(r, "id"), body)
+	if err != nil {
+		s.fail(w, r, "lwm2m", err)
+		return
+	}
+	rest.JSON(w, http.StatusOK, v)
+}
+
 func (s *server) deleteDevice(w http.ResponseWriter, r *http.Request) {
 	if err := s.p.DeleteDevice(r.Context(), principal(r).Tenant, param(r, "id"), s.rm); err != nil {
 		s.fail(w, r, "lwm2m", err)

@@ -48,13 +48,12 @@ func testDeviceRegistration(t *testing.T, e *env) {
 		status            int
 		code, msg         string
 	}{
-		{"duplicate endpoint", e.adminA, `{"endpoint":"dev-reg-1","securityMode":"NO_SEC"}`, 409, "lwm2m/Duplicate", `endpoint "dev-reg-1" is already registered`},
-		{"duplicate in other tenant", e.adminB, `{"endpoint":"dev-reg-1","securityMode":"NO_SEC"}`, 409, "lwm2m/Duplicate", "already registered"},
-		{"missing endpoint", e.adminA, `{"securityMode":"NO_SEC","name":"x"}`, 400, "lwm2m/Invalid Data", "endpoint is required"},
+		{"duplicate endpoint", e.adminA, `{"endpoint":"dev-reg-1","securityMode":"NO_SEC"}`, 409, "lwm2m/Duplicate", `c8y_Id "dev-reg-1" already exists`},
+		{"missing endpoint", e.adminA, `{"securityMode":"NO_SEC","name":"x"}`, 400, "lwm2m/Invalid Data", "ID: is required"},
 		{"endpoint with space", e.adminA, `{"endpoint":"a b"}`, 400, "lwm2m/Invalid Data", "printable characters without spaces"},
 		{"endpoint too long", e.adminA, `{"endpoint":"` + strings.Repeat("e", 256) + `"}`, 400, "lwm2m/Invalid Data", "longer than 255"},
-		{"bad security mode", e.adminA, `{"endpoint":"dev-reg-3","securityMode":"ROT13"}`, 400, "lwm2m/Invalid Data", `securityMode "ROT13" is not supported`},
-		{"psk not yet", e.adminA, `{"endpoint":"dev-reg-3","securityMode":"PSK"}`, 400, "lwm2m/Invalid Data", "PSK is not supported yet"},
+		{"bad security mode", e.adminA, `{"endpoint":"dev-reg-3","securityMode":"ROT13"}`, 400, "lwm2m/Invalid Data", "securityMode: must be NO_SEC or PSK"},
+		{"psk without identity", e.adminA, `{"endpoint":"dev-reg-3","securityMode":"PSK"}`, 400, "lwm2m/Invalid Data", "lwm2m psk_id: is required with securityMode PSK"},
 		{"endpoint not a string", e.adminA, `{"endpoint":5}`, 400, "general/Invalid JSON", "endpoint must be a string"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -307,6 +307,15 @@ func (r *Runner) execute(ctx context.Context, ep string, c Command) (string, err
 		}
 		return "executed", nil
 	case VerbCreate:
+		if c.Path.Level() == lwm2m.LevelObject {
+			// SenML and OMA JSON name full paths, so the instance id must
+			// be chosen here: the lowest one the device does not use
+			id, err := r.freeInstance(ctx, ep, c.Path)
+			if err != nil {
+				return "", err
+			}
+			c.Path = c.Path.Append(id)
+		}
 		recs, err := r.createRecords(c)
 		if err != nil {
 			return "", err
@@ -356,6 +365,27 @@ func (r *Runner) typeOf(p lwm2m.Path) lwm2m.Type {
 		return lwm2m.TypeNone
 	}
 	return r.types.ResourceType(p)
+}
+
+// freeInstance discovers an object's instances and returns the lowest
+// unused instance id.
+func (r *Runner) freeInstance(ctx context.Context, ep string, obj lwm2m.Path) (uint16, error) {
+	links, err := r.dev.Discover(ctx, ep, obj)
+	if err != nil {
+		return 0, fmt.Errorf("discover %s to choose an instance id: %w", obj, err)
+	}
+	used := map[uint16]bool{}
+	for _, l := range links {
+		if p, err := lwm2m.ParsePath(l.Target); err == nil && p.Level() == lwm2m.LevelInstance && p.Object() == obj.Object() {
+			used[p.Instance()] = true
+		}
+	}
+	for id := uint16(0); id < lwm2m.MaxID; id++ {
+		if !used[id] {
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("object %s has no free instance id", obj)
 }
 
 // createRecords types create's values by the object model. Without an

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lwm2md/lwm2md/core/internal/store"
@@ -283,9 +284,23 @@ func (p *Platform) UpdateAlarm(ctx context.Context, tenant, id string, body map[
 }
 
 // AlarmQuery selects alarms of a tenant; empty fields match all.
+// Severity and Status may be comma-separated lists.
 type AlarmQuery struct {
 	Source, Severity, Status, Type string
 	Paging
+}
+
+// oneOf reports whether v is in the comma-separated list (empty: any).
+func oneOf(list, v string) bool {
+	if list == "" {
+		return true
+	}
+	for s := range strings.SplitSeq(list, ",") {
+		if strings.TrimSpace(s) == v {
+			return true
+		}
+	}
+	return false
 }
 
 // AlarmPage is one page of alarms, newest first.
@@ -300,6 +315,16 @@ type AlarmPage struct {
 func (p *Platform) ListAlarms(ctx context.Context, tenant string, q AlarmQuery) (*AlarmPage, error) {
 	if err := q.normalize(); err != nil {
 		return nil, err
+	}
+	for s := range strings.SplitSeq(q.Severity, ",") {
+		if s = strings.TrimSpace(s); s != "" && !severities[s] {
+			return nil, invalid("severity must be CRITICAL, MAJOR, MINOR or WARNING (or a comma-separated list)")
+		}
+	}
+	for s := range strings.SplitSeq(q.Status, ",") {
+		if s = strings.TrimSpace(s); s != "" && !alarmStatuses[s] {
+			return nil, invalid("status must be ACTIVE, ACKNOWLEDGED or CLEARED (or a comma-separated list)")
+		}
 	}
 	var src uint64
 	if q.Source != "" {
@@ -318,8 +343,7 @@ func (p *Platform) ListAlarms(ctx context.Context, tenant string, q AlarmQuery) 
 				return &a, unmarshal(bucketAlarm, key, v, &a)
 			},
 			func(a *alarmRecord) bool {
-				return (q.Severity == "" || a.Severity == q.Severity) && (q.Status == "" || a.Status == q.Status) &&
-					(q.Type == "" || a.Type == q.Type)
+				return oneOf(q.Severity, a.Severity) && oneOf(q.Status, a.Status) && (q.Type == "" || a.Type == q.Type)
 			})
 		return err
 	})

@@ -180,6 +180,7 @@ func fieldErr(f field, format string, args ...any) *FieldError {
 type ExistsError struct {
 	Field  string
 	Reason string
+	ID     string // the existing managed object, when known
 }
 
 func (e *ExistsError) Error() string { return e.Field + ": " + e.Reason }

@@ -121,6 +121,11 @@ func (r *moRecord) apply(body map[string]json.RawMessage) error {
 		if err := json.Compact(&buf, v); err != nil {
 			return invalid("fragment %q is not valid JSON", k)
 		}
+		if k == FieldAwakeTime {
+			if err := checkAwakeFragment(buf.Bytes()); err != nil {
+				return err
+			}
+		}
 		if buf.String() == "null" {
 			delete(r.Fragments, k)
 			continue
@@ -239,8 +244,11 @@ func (p *Platform) UpdateManagedObject(ctx context.Context, tenant, id string, b
 }
 
 // DeleteManagedObject deletes a managed object of tenant with its external
-// ids and latest values. When it is an LwM2M device, its endpoint binding
-// goes too and rm (if not nil) ends its live registration.
+// ids, latest values, alarms and events. When it is an LwM2M device, its
+// endpoint binding, PSK identities and credentials user go too and rm (if
+// not nil) ends its live registration. A device of another tenant with
+// the same endpoint (see RegisterDevice) does not take the endpoint over:
+// it stays unable to connect until it is registered again.
 func (p *Platform) DeleteManagedObject(ctx context.Context, tenant, id string, rm Remover) error {
 	return p.deleteMO(ctx, tenant, id, rm, false)
 }
@@ -282,8 +290,20 @@ func (p *Platform) deleteMO(ctx context.Context, tenant, id string, rm Remover, 
 		if err := deleteExternalIDsOf(tx, tenant, r.ID); err != nil {
 			return err
 		}
+		if err := deleteSourceRecords(tx, tenant, r.ID); err != nil {
+			return err
+		}
 		if r.Device == nil {
 			return nil
+		}
+		prm := r.Device.params()
+		if err := deletePSKBindings(tx, tenant, id, &prm); err != nil {
+			return err
+		}
+		if r.Device.User != "" {
+			if err := tx.Delete(bucketUser, userKey(tenant, r.Device.User)); err != nil {
+				return err
+			}
 		}
 		var b binding
 		switch err := getJSON(tx, bucketEndpoint, r.Device.Endpoint, &b); {
@@ -298,6 +318,9 @@ func (p *Platform) deleteMO(ctx context.Context, tenant, id string, rm Remover, 
 	})
 	if err != nil {
 		return fmt.Errorf("delete managed object: %w", err)
+	}
+	if rec.Device != nil && rec.Device.User != "" {
+		p.cache.invalidate(tenant, rec.Device.User)
 	}
 	// ...and again after, for a device that registered in between (it
 	// found the binding still there). Nothing is left to undo if it fails.

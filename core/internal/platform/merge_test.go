@@ -154,10 +154,15 @@ func TestAuthCache(t *testing.T) {
 	})
 }
 
-// FuzzDeviceRequest decodes untrusted registration bodies: no panic, and
-// fields named like secrets are never kept.
+// FuzzDeviceRequest decodes untrusted registration bodies and validates
+// them: no panic, fields named like secrets never become fragments, and
+// no message repeats a key.
 func FuzzDeviceRequest(f *testing.F) {
-	for _, s := range []string{`{"endpoint":"e","securityMode":"NO_SEC","name":"n"}`, `{"endpoint":1}`, `{"pskKey":"x","awakeTime":5}`, `[]`} {
+	for _, s := range []string{
+		`{"endpoint":"e","securityMode":"NO_SEC","name":"n"}`, `{"endpoint":1}`, `{"pskKey":"x","awakeTime":5}`, `[]`,
+		`{"endpoint":"e","securityMode":"PSK","lwm2m psk_id":"i","lwm2m psk_key":"0011","bootstrap psk_id":"b","bootstrap psk_key":"zz"}`,
+		`{"ID":"e","Endpoint":"f","bindingMode":"UQ","registrationLifetime":60,"c8y_GenericUi":{}}`,
+	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -165,7 +170,20 @@ func FuzzDeviceRequest(f *testing.F) {
 		if json.Unmarshal(data, &d) != nil {
 			return
 		}
-		for k := range d.Options {
+		vs, err := d.values()
+		if err != nil {
+			return
+		}
+		row, ferr := parseRow(vs, DefaultMaxRequestTimeout)
+		if ferr != nil {
+			for _, f := range []field{fPSKKey, fBootstrapPSKKey, fCredentials} {
+				if v := vs.get(f); len(v) > 3 && strings.Contains(ferr.Error(), v) {
+					t.Fatalf("message %q repeats %s", ferr, f)
+				}
+			}
+			return
+		}
+		for k := range row.Fragments {
 			if secretName(k) {
 				t.Fatalf("kept %q", k)
 			}

@@ -121,7 +121,7 @@ func New(st store.Store, opts Options) *Platform {
 		p.maxReq = DefaultMaxRequestTimeout
 	}
 	if p.workers <= 0 {
-		p.workers = 16
+		p.workers = 256
 	}
 	if p.log == nil {
 		p.log = slog.Default()

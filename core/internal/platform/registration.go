@@ -245,10 +245,11 @@ func compact(s string) json.RawMessage {
 // shadow reports that another tenant registered the endpoint first: the
 // device may be created but will never connect.
 func checkDevice(tx store.Tx, tenant string, r *deviceRow) (shadow bool, err error) {
-	if ok, err := exists(tx, bucketXID, xidKey(tenant, EndpointIDType, r.ID)); err != nil {
+	switch mo, err := tx.Get(bucketXID, xidKey(tenant, EndpointIDType, r.ID)); {
+	case err == nil:
+		return false, &ExistsError{Field: FieldID, Reason: fmt.Sprintf("a device with c8y_Id %q already exists in this tenant", r.ID), ID: string(mo)}
+	case !errors.Is(err, store.ErrNotFound):
 		return false, err
-	} else if ok {
-		return false, &ExistsError{Field: FieldID, Reason: fmt.Sprintf("a device with c8y_Id %q already exists in this tenant", r.ID)}
 	}
 	if r.Credentials != "" {
 		if ok, err := exists(tx, bucketUser, userKey(tenant, deviceUser(r.ID))); err != nil {
@@ -260,7 +261,7 @@ func checkDevice(tx store.Tx, tenant string, r *deviceRow) (shadow bool, err err
 	var b binding
 	switch err := getJSON(tx, bucketEndpoint, r.ID, &b); {
 	case err == nil && b.Tenant == tenant:
-		return false, &ExistsError{Field: FieldEndpoint, Reason: fmt.Sprintf("endpoint %q is already registered", r.ID)}
+		return false, &ExistsError{Field: FieldEndpoint, Reason: fmt.Sprintf("endpoint %q is already registered", r.ID), ID: b.DeviceID}
 	case err == nil:
 		shadow = true
 	case !errors.Is(err, store.ErrNotFound):

@@ -103,12 +103,19 @@ func readPayload(m *mux.Message) ([]byte, error) {
 	if body == nil {
 		return nil, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(body, maxPayload+1))
+	size, err := m.BodySize()
 	if err != nil {
 		return nil, badRequest("cannot read payload: %v", err)
 	}
-	if len(b) > maxPayload {
+	if size > maxPayload {
 		return nil, &requestError{code: codes.RequestEntityTooLarge, msg: "payload too large"}
+	}
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return nil, badRequest("cannot read payload: %v", err)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, badRequest("cannot read payload: %v", err)
 	}
 	return b, nil
 }

@@ -54,7 +54,7 @@ func TestParseRegister(t *testing.T) {
 		{name: "1.1 empty binding", query: "ep=a&lwm2m=1.1&b=", wantCode: codes.BadRequest, wantErr: "empty binding"},
 		{name: "long sms", query: "ep=a&sms=" + strings.Repeat("1", 65), wantCode: codes.BadRequest, wantErr: "sms number is longer"},
 		{name: "duplicate lt", query: "ep=a&lt=1&lt=2", wantCode: codes.BadRequest, wantErr: `duplicate query parameter "lt"`},
-		{name: "bad payload", query: "ep=a", payload: "</3/0>;", wantCode: codes.BadRequest, wantErr: "bad link-format payload"},
+		{name: "bad payload", query: "ep=a", payload: "</3/0>x", wantCode: codes.BadRequest, wantErr: "bad link-format payload"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

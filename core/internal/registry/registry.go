@@ -17,10 +17,11 @@ import (
 // store.Update, so a reader never sees half of it, also with several server
 // nodes sharing a Redis.
 const (
-	bucketReg    = "reg"     // id → Registration JSON
-	bucketEp     = "reg_ep"  // endpoint → id
-	bucketExp    = "reg_exp" // expiryKey (zero-padded Unix ms + "/" + id) → id
-	bucketTenant = "reg_tn"  // tenant + "/" + endpoint → id, for List
+	bucketReg    = "reg"      // id → Registration JSON
+	bucketEp     = "reg_ep"   // endpoint → id
+	bucketExp    = "reg_exp"  // expiryKey (zero-padded Unix ms + "/" + id) → id
+	bucketTenant = "reg_tn"   // tenant + "/" + endpoint → id, for List
+	bucketAddr   = "reg_addr" // peer "ip:port" → id of the latest registration from there
 )
 
 // DeviceRef names the platform device an endpoint belongs to.
@@ -178,7 +179,30 @@ func putReg(tx store.Tx, reg *Registration, data []byte) error {
 	if err := tx.Put(bucketExp, reg.expiryKey(), []byte(reg.ID)); err != nil {
 		return err
 	}
+	if reg.Address != "" {
+		if err := tx.Put(bucketAddr, reg.Address, []byte(reg.ID)); err != nil {
+			return err
+		}
+	}
 	return tx.Put(bucketTenant, reg.Tenant+"/"+reg.Endpoint, []byte(reg.ID))
+}
+
+// deleteIfOwned removes key from an index bucket if it still names id.
+func deleteIfOwned(tx store.Tx, bucket, key, id string) error {
+	if key == "" {
+		return nil
+	}
+	v, err := tx.Get(bucket, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if string(v) != id {
+		return nil
+	}
+	return tx.Delete(bucket, key)
 }
 
 // deleteReg removes reg and the index entries that still point to it.
@@ -189,18 +213,13 @@ func deleteReg(tx store.Tx, reg *Registration) error {
 	if err := tx.Delete(bucketExp, reg.expiryKey()); err != nil {
 		return err
 	}
-	for _, idx := range [...]struct{ bucket, key string }{{bucketEp, reg.Endpoint}, {bucketTenant, reg.Tenant + "/" + reg.Endpoint}} {
-		v, err := tx.Get(idx.bucket, idx.key)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
+	for _, idx := range [...]struct{ bucket, key string }{
+		{bucketEp, reg.Endpoint},
+		{bucketTenant, reg.Tenant + "/" + reg.Endpoint},
+		{bucketAddr, reg.Address},
+	} {
+		if err := deleteIfOwned(tx, idx.bucket, idx.key, reg.ID); err != nil {
 			return err
-		}
-		if string(v) == reg.ID {
-			if err := tx.Delete(idx.bucket, idx.key); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
@@ -254,12 +273,18 @@ func (r *Registry) update(ctx context.Context, id, addr string, now time.Time, a
 		if !live(reg, now) {
 			return errUnknown // Run removes it and tells the listeners
 		}
-		oldKey := reg.expiryKey()
+		oldKey, oldAddr := reg.expiryKey(), reg.Address
 		if err := apply(reg); err != nil {
 			return err
 		}
-		if addr != "" {
+		if addr != "" && addr != oldAddr { // NAT rebinding moved the device
 			reg.Address = addr
+			if err := deleteIfOwned(tx, bucketAddr, oldAddr, id); err != nil {
+				return err
+			}
+			if err := tx.Put(bucketAddr, addr, []byte(id)); err != nil {
+				return err
+			}
 		}
 		r.touch(reg, now)
 		data, err := json.Marshal(reg)
@@ -336,6 +361,28 @@ func (r *Registry) ByEndpoint(ctx context.Context, ep string) (*Registration, er
 	}
 	if !live(reg, time.Now()) {
 		return nil, fmt.Errorf("endpoint %s: registration expired: %w", ep, store.ErrNotFound)
+	}
+	return reg, nil
+}
+
+// ByAddress returns the live registration whose device last sent from
+// addr ("ip:port", as in Registration.Address), or an error wrapping
+// store.ErrNotFound.
+func (r *Registry) ByAddress(ctx context.Context, addr string) (*Registration, error) {
+	var reg *Registration
+	err := r.st.View(ctx, func(tx store.Tx) error {
+		id, err := tx.Get(bucketAddr, addr)
+		if err != nil {
+			return err
+		}
+		reg, err = getReg(tx, string(id))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reg.Address != addr || !live(reg, time.Now()) {
+		return nil, fmt.Errorf("address %s: no live registration: %w", addr, store.ErrNotFound)
 	}
 	return reg, nil
 }

@@ -111,6 +111,9 @@ func testRegisterVersions(t *testing.T, b backend) {
 			if got.RegisteredAt.Before(before.Truncate(time.Millisecond)) || !got.LastUpdate.Equal(got.RegisteredAt) {
 				t.Errorf("times: registeredAt %v lastUpdate %v", got.RegisteredAt, got.LastUpdate)
 			}
+			if byAddr, err := h.reg.ByAddress(context.Background(), d.localAddr()); err != nil || byAddr.ID != id {
+				t.Errorf("ByAddress(%s) = %v, %v", d.localAddr(), byAddr, err)
+			}
 			links, err := got.Objects()
 			if err != nil || len(links) == 0 {
 				t.Errorf("Objects() = %v, %v", links, err)
@@ -176,6 +179,7 @@ func testUpdate(t *testing.T, b backend) {
 	id := d.mustRegister("ep=upd&lt=60&lwm2m=1.1", wakaamaPayload)
 	first := h.events.next(t).reg
 	ctx := context.Background()
+	moved := h.device(t) // the same device after NAT rebinding
 
 	tests := []struct {
 		name     string
@@ -202,10 +206,15 @@ func testUpdate(t *testing.T, b backend) {
 				t.Errorf("after payload update: %+v", reg)
 			}
 		}},
-		{name: "from a new address", dev: h.device(t), path: "/rd/" + id, wantCode: codes.Changed, check: func(t *testing.T, reg *Registration) {
-			if reg.Address == d.localAddr() {
-				t.Errorf("address not updated: %s", reg.Address)
+		{name: "from a new address", dev: moved, path: "/rd/" + id, wantCode: codes.Changed, check: func(t *testing.T, reg *Registration) {
+			if reg.Address != moved.localAddr() {
+				t.Errorf("address %s, want %s", reg.Address, moved.localAddr())
 			}
+			if r, err := h.reg.ByAddress(ctx, moved.localAddr()); err != nil || r.ID != id {
+				t.Errorf("ByAddress(new) = %v, %v", r, err)
+			}
+			_, err := h.reg.ByAddress(ctx, d.localAddr())
+			mustNotFound(t, err)
 		}},
 		{name: "bad lifetime", dev: d, path: "/rd/" + id, query: "lt=-5", wantCode: codes.BadRequest, wantBody: "bad lifetime"},
 		{name: "binding invalid for version", dev: d, path: "/rd/" + id, query: "b=UQ", wantCode: codes.BadRequest, wantBody: "separate Q parameter"},
@@ -263,6 +272,8 @@ func testDeregister(t *testing.T, b backend) {
 	_, err := h.reg.ByEndpoint(context.Background(), "dereg")
 	mustNotFound(t, err)
 	_, err = h.reg.Get(context.Background(), id)
+	mustNotFound(t, err)
+	_, err = h.reg.ByAddress(context.Background(), d.localAddr())
 	mustNotFound(t, err)
 	if r := d.do(codes.DELETE, "/rd/"+id, "", noCF, ""); r.code != codes.NotFound || !strings.Contains(r.body, "unknown or expired") {
 		t.Errorf("second delete: %v %q", r.code, r.body)

@@ -361,7 +361,7 @@ func (d *Device) decodeLocked(base lwm2m.Path, f lwm2m.Format, hasFormat bool, b
 		rep := fail(codes.UnsupportedMediaType, "content format %d is not supported by this %s client", uint16(f), d.f.version)
 		return nil, &rep
 	}
-	recs, err := codec.Decode(f, base, body, model{})
+	recs, err := codec.Decode(f, base, body, simTypes{})
 	if err != nil {
 		rep := fail(codes.BadRequest, "%v", err)
 		return nil, &rep
@@ -386,6 +386,9 @@ func (d *Device) decodeLocked(base lwm2m.Path, f lwm2m.Format, hasFormat bool, b
 			return nil, &rep
 		}
 		v, err := coerce(rec.Value, r.typ)
+		if err == nil {
+			err = checkValue(rec.Path, v)
+		}
 		if err != nil {
 			rep := fail(codes.BadRequest, "record %v: %v", rec.Path, err)
 			return nil, &rep
@@ -393,6 +396,19 @@ func (d *Device) decodeLocked(base lwm2m.Path, f lwm2m.Format, hasFormat bool, b
 		rec.Value = v
 	}
 	return recs, nil
+}
+
+// checkValue refuses values the device cannot live with.
+func checkValue(p lwm2m.Path, v lwm2m.Value) error {
+	switch {
+	case p == lwm2m.NewPath(1, 0, 1) && v.Int < 1:
+		return fmt.Errorf("lifetime %d: want at least 1 s", v.Int)
+	case p == lwm2m.NewPath(1, 0, 7) && (v.Str == "" || strings.Trim(v.Str, "UQSTN") != ""):
+		return fmt.Errorf("binding %q: want letters of U, Q, S, T, N", v.Str)
+	case p.Object() == BinaryObjectID && p.Resource() == 1 && (v.Int < 0 || v.Int > maxPayloadSize):
+		return fmt.Errorf("payload size %d: want 0..%d", v.Int, maxPayloadSize)
+	}
+	return nil
 }
 
 // coerce converts v to type t where the conversion is lossless: formats

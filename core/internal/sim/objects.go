@@ -164,11 +164,12 @@ func resourceOf(p lwm2m.Path) *resDef {
 	return o.resource(p.Resource())
 }
 
-// model implements codec.TypeResolver over the simulator's objects, so that
-// TLV and text payloads written by the server decode to the right types.
-type model struct{}
+// simTypes implements codec.TypeResolver over the simulator's objects, so
+// that TLV and text payloads written by the server decode to the right
+// types.
+type simTypes struct{}
 
-func (model) ResourceType(p lwm2m.Path) lwm2m.Type {
+func (simTypes) ResourceType(p lwm2m.Path) lwm2m.Type {
 	if r := resourceOf(p); r != nil {
 		return r.typ
 	}
@@ -177,4 +178,4 @@ func (model) ResourceType(p lwm2m.Path) lwm2m.Type {
 
 // Types returns the data types of the simulator's resources, for decoding
 // what devices send in untyped formats (TLV, text) without the DDF model.
-func Types() codec.TypeResolver { return model{} }
+func Types() codec.TypeResolver { return simTypes{} }

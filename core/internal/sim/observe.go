@@ -3,9 +3,11 @@ package sim
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -434,8 +436,15 @@ func (d *Device) scheduleObsLocked(now time.Time) {
 
 // send delivers notifications, NON by default, CON when configured.
 func (d *Device) send(out []notification) {
+	if d.cc == nil {
+		return // never started: nobody can observe it
+	}
 	for _, n := range out {
-		if err := d.sendOne(n); err != nil {
+		err := d.sendOne(n)
+		if errors.Is(err, errCancelled) {
+			continue
+		}
+		if err != nil {
 			d.f.stats.errors.Add(1)
 			d.f.log.Debug("notification failed", "endpoint", d.endpoint, "error", err)
 			continue
@@ -444,6 +453,8 @@ func (d *Device) send(out []notification) {
 		d.f.stats.notifications.Add(1)
 	}
 }
+
+var errCancelled = errors.New("observation cancelled")
 
 // maxDirect is the largest notification payload sent as one datagram;
 // larger ones go through go-coap's block-wise transfer.
@@ -483,6 +494,11 @@ func (d *Device) sendOne(n notification) error {
 	msg.SetMessageID(mid)
 	var acked chan bool
 	d.mu.Lock()
+	if n.code == codes.Content && !slices.Contains(d.obs, n.o) {
+		// Cancelled since the notification was built.
+		d.mu.Unlock()
+		return errCancelled
+	}
 	n.o.mids[n.o.midNext%uint8(len(n.o.mids))] = mid
 	n.o.midNext++
 	if typ == message.Confirmable {

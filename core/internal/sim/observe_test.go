@@ -172,6 +172,7 @@ func TestObserveIntegration(t *testing.T) {
 			if d.ObservationCount() != 0 {
 				t.Fatalf("device holds %d observations after cancel", d.ObservationCount())
 			}
+			time.Sleep(20 * time.Millisecond) // one on its way may still go out
 			sent := d.Notifications()
 			time.Sleep(100 * time.Millisecond) // five value changes at 50/s
 			if d.Notifications() != sent {

@@ -11,6 +11,9 @@ import (
 // firmwareUpdateTime is how long a simulated firmware update takes.
 const firmwareUpdateTime = 200 * time.Millisecond
 
+// maxInstances bounds the instances a server can create in one object.
+const maxInstances = 256
+
 // executeLocked answers POST on a resource: Execute for executable
 // resources, partial update for writable multiple resources.
 func (d *Device) executeLocked(p lwm2m.Path, f lwm2m.Format, hasFormat bool, body []byte) (reply, []notification) {
@@ -116,6 +119,9 @@ func (d *Device) createLocked(p lwm2m.Path, f lwm2m.Format, hasFormat bool, body
 	if !hasFormat && len(body) > 0 {
 		return fail(codes.BadRequest, "content format missing"), nil
 	}
+	if len(d.tree.children(p)) >= maxInstances {
+		return fail(codes.BadRequest, "object %d has %d instances, the most this device holds", o.id, maxInstances), nil
+	}
 	free := d.freeInstance(p)
 	base := p
 	if (f == lwm2m.FormatTLV || f == lwm2m.FormatOldTLV) && len(body) > 0 && body[0]>>6 != 0 {
@@ -144,6 +150,9 @@ func (d *Device) createLocked(p lwm2m.Path, f lwm2m.Format, hasFormat bool, body
 	addSensorInstance(&d.tree, inst, nil)
 	s := newSensor(inst, d.seed+uint64(inst.Instance()))
 	d.sensors = append(d.sensors, s)
+	if inst.Object() == BinaryObjectID {
+		d.sensor(inst).step(d, time.Now(), nil) // a first payload
+	}
 	for _, r := range recs {
 		if d.writeDynamicLocked(r.Path, r.Value) {
 			continue
@@ -152,9 +161,6 @@ func (d *Device) createLocked(p lwm2m.Path, f lwm2m.Format, hasFormat bool, body
 			d.tree.set(r.Path.Parent(), lwm2m.Value{})
 		}
 		d.tree.set(r.Path, r.Value)
-	}
-	if inst.Object() == BinaryObjectID {
-		d.sensor(inst).step(d, time.Now(), nil)
 	}
 	d.linksChangedLocked()
 	rep := ok(codes.Created)

@@ -242,6 +242,22 @@ func TestWriteIntegration(t *testing.T) {
 		}
 	})
 
+	t.Run("payload size", func(t *testing.T) {
+		if r := f.do(t, "dev11", codes.PUT, "/33000/0/1", 0, []byte("4")); r.Code != codes.Changed {
+			t.Fatalf("write: %v %s", r.Code, r.Payload)
+		}
+		seq := f.do(t, "dev11", codes.GET, "/33000/0/2", -1, nil)
+		if r := f.do(t, "dev11", codes.POST, "/33000/0/3", -1, nil); r.Code != codes.Changed {
+			t.Fatalf("regenerate: %v %s", r.Code, r.Payload)
+		}
+		if r := f.do(t, "dev11", codes.GET, "/33000/0/0", -1, nil); len(r.Payload) != 4 {
+			t.Errorf("payload % x, want 4 bytes", r.Payload)
+		}
+		if r := f.do(t, "dev11", codes.GET, "/33000/0/2", -1, nil); string(r.Payload) == string(seq.Payload) {
+			t.Errorf("sequence stayed %s", r.Payload)
+		}
+	})
+
 	t.Run("current time", func(t *testing.T) {
 		if r := f.do(t, "dev11", codes.PUT, "/3/0/13", 0, []byte("1000000000")); r.Code != codes.Changed {
 			t.Fatalf("write: %v %s", r.Code, r.Payload)
@@ -274,6 +290,9 @@ func TestWriteIntegration(t *testing.T) {
 	}{
 		{"read-only", codes.PUT, "/3/0/0", 0, []byte("x"), codes.MethodNotAllowed, "not writable"},
 		{"bad integer", codes.PUT, "/1/0/1", 0, []byte("soon"), codes.BadRequest, "not an integer"},
+		{"zero lifetime", codes.PUT, "/1/0/1", 0, []byte("0"), codes.BadRequest, "at least 1 s"},
+		{"bad binding", codes.PUT, "/1/0/7", 0, []byte("X"), codes.BadRequest, "binding"},
+		{"huge payload size", codes.PUT, "/33000/0/1", 0, []byte("100000"), codes.BadRequest, "0..1024"},
 		{"bad tlv", codes.PUT, "/3/0", 11542, []byte{0xff}, codes.BadRequest, "malformed"},
 		{"bad senml", codes.PUT, "/3/0/15", 110, []byte("[{"), codes.BadRequest, "malformed"},
 		{"wrong type", codes.PUT, "/1/0/1", 110, []byte(`[{"n":"/1/0/1","vs":"x"}]`), codes.BadRequest, "not an integer"},
@@ -370,6 +389,8 @@ func TestCreateDeleteIntegration(t *testing.T) {
 			encode(t, lwm2m.FormatTLV, "/3303/0", rec("/3303/0/5750", lwm2m.String("hall"))), "/3303/1"},
 		{"senml json", "dev11", "/3303", 110,
 			encode(t, lwm2m.FormatSenMLJSON, "/3303", rec("/3303/7/5750", lwm2m.String("cellar"))), "/3303/7"},
+		{"binary with payload", "dev11", "/33000", 112,
+			encode(t, lwm2m.FormatSenMLCBOR, "/33000", rec("/33000/5/0", lwm2m.Opaque([]byte{9, 8, 7}))), "/33000/5"},
 		{"empty", "dev11", "/33000", -1, nil, "/33000/1"},
 	}
 	for _, tc := range created {
@@ -390,6 +411,9 @@ func TestCreateDeleteIntegration(t *testing.T) {
 	}
 	if r := f.do(t, "dev10", codes.GET, "/3303/4/5750", -1, nil); string(r.Payload) != "kitchen" {
 		t.Errorf("created value %q, want kitchen", r.Payload)
+	}
+	if r := f.do(t, "dev11", codes.GET, "/33000/5/0", -1, nil); !bytes.Equal(r.Payload, []byte{9, 8, 7}) {
+		t.Errorf("created payload % x, want 09 08 07", r.Payload)
 	}
 
 	bad := []struct {

@@ -39,7 +39,7 @@ type Config struct {
 	// RampUp spreads the devices' first Register evenly over this time;
 	// 0 starts them as fast as Concurrency allows.
 	RampUp time.Duration
-	// Concurrency bounds Registers and De-registers in flight; default 256.
+	// Concurrency bounds Registers and De-registers in flight; default 128.
 	Concurrency int
 	// RequestTimeout bounds each request to the server; default 10 s.
 	RequestTimeout time.Duration
@@ -76,7 +76,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		return Stats{}, fmt.Errorf("sim: start %d: want >= 0", cfg.Start)
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 256
+		cfg.Concurrency = 128
 	}
 	if cfg.ProgressInterval <= 0 {
 		cfg.ProgressInterval = time.Second
@@ -107,7 +107,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	provisioned := f.stats.provisioned.Load()
 	f.stats = newCounters() // rates count from the first Register
 	f.stats.provisioned.Store(provisioned)
-	f.rt = newRuntime(f.stats)
+	f.rt = newScheduler()
 	defer f.rt.close()
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
@@ -185,7 +185,10 @@ func startDevices(ctx context.Context, f *fleet, cfg Config, endpoint func(int) 
 			defer wg.Done()
 			defer func() { <-sem }()
 			d := f.newDevice(ep)
-			err := d.Start(ctx)
+			// A Register on its way finishes even when the run is being
+			// stopped: the server may have registered the device already,
+			// and only a finished Register can be undone by De-register.
+			err := d.Start(context.WithoutCancel(ctx))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

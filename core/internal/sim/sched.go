@@ -29,17 +29,18 @@ func (h *eventHeap) Push(x any)        { *h = append(*h, x.(event)) }
 func (h *eventHeap) Pop() any {
 	old := *h
 	e := old[len(old)-1]
+	old[len(old)-1] = event{} // do not keep closed devices alive
 	*h = old[:len(old)-1]
 	return e
 }
 
-// runtime is what devices share: one timer heap for value changes,
+// scheduler is what devices share: one timer heap for value changes,
 // registration updates and observation periods, and one periodic runner for
 // go-coap's retransmission and cache expiry. Both replace per-device
 // goroutines and timers, which is what lets one process hold 10,000 and
 // more devices: a device costs its socket's two go-coap goroutines and no
 // more.
-type runtime struct {
+type scheduler struct {
 	mu   sync.Mutex
 	h    eventHeap
 	wake chan struct{}
@@ -47,9 +48,8 @@ type runtime struct {
 	pmu      sync.Mutex
 	periodic []*periodicFn
 
-	stats *counters
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 type periodicFn struct {
@@ -61,22 +61,22 @@ type periodicFn struct {
 // connection: it drives CON retransmissions, so it bounds their precision.
 const periodInterval = 250 * time.Millisecond
 
-func newRuntime(stats *counters) *runtime {
-	r := &runtime{wake: make(chan struct{}, 1), stats: stats, stop: make(chan struct{})}
+func newScheduler() *scheduler {
+	r := &scheduler{wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	r.wg.Add(2)
 	go r.loop()
 	go r.periodicLoop()
 	return r
 }
 
-// close stops the runtime's goroutines. Pending events are dropped.
-func (r *runtime) close() {
+// close stops the scheduler's goroutines. Pending events are dropped.
+func (r *scheduler) close() {
 	close(r.stop)
 	r.wg.Wait()
 }
 
 // schedule adds an event; it fires at or after at.
-func (r *runtime) schedule(at time.Time, d *Device, kind uint8, gen uint64) {
+func (r *scheduler) schedule(at time.Time, d *Device, kind uint8, gen uint64) {
 	r.mu.Lock()
 	heap.Push(&r.h, event{at: at.UnixNano(), d: d, gen: gen, kind: kind})
 	first := r.h[0].d == d && r.h[0].kind == kind && r.h[0].gen == gen
@@ -89,7 +89,7 @@ func (r *runtime) schedule(at time.Time, d *Device, kind uint8, gen uint64) {
 	}
 }
 
-func (r *runtime) loop() {
+func (r *scheduler) loop() {
 	defer r.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -125,13 +125,13 @@ func (r *runtime) loop() {
 
 // periodicRunner is go-coap's PeriodicRunner option: instead of one sleeping
 // goroutine per connection, one goroutine calls every connection's check.
-func (r *runtime) periodicRunner(f func(time.Time) bool) {
+func (r *scheduler) periodicRunner(f func(time.Time) bool) {
 	r.pmu.Lock()
 	r.periodic = append(r.periodic, &periodicFn{f: f})
 	r.pmu.Unlock()
 }
 
-func (r *runtime) periodicLoop() {
+func (r *scheduler) periodicLoop() {
 	defer r.wg.Done()
 	t := time.NewTicker(periodInterval)
 	defer t.Stop()

@@ -34,6 +34,7 @@ type peer struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	closed atomic.Bool
+	fresh  atomic.Bool // no message processed yet
 
 	mu      sync.Mutex
 	onClose []func()

@@ -140,6 +140,7 @@ type Server struct {
 	cancel  context.CancelFunc
 
 	peers [peerShards]peerShard
+	jobs  chan *job
 }
 
 // New returns a server for cfg; it does not open the socket yet.
@@ -155,6 +156,7 @@ func New(cfg Config) *Server {
 		s.peers[i].m = make(map[netip.AddrPort]*peer)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.jobs = make(chan *job)
 	return s
 }
 
@@ -214,6 +216,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Go(func() { errc <- s.readLoop() })
 	}
 	wg.Go(s.sweepLoop)
+	for range workers {
+		wg.Go(s.worker)
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -401,6 +406,7 @@ func (s *Server) forget(p *peer) {
 
 func (s *Server) newPeer(ap netip.AddrPort) *peer {
 	p := &peer{srv: s, ap: ap, raddr: net.UDPAddrFromAddrPort(ap), done: make(chan struct{})}
+	p.fresh.Store(true)
 	ctx, cancel := context.WithCancel(s.ctx)
 	p.ctx.Store(&ctx)
 	p.cancel = cancel
@@ -415,6 +421,7 @@ func (s *Server) newPeer(ap netip.AddrPort) *peer {
 	cfg.BlockwiseTransferTimeout = s.cfg.BlockwiseTimeout
 	cfg.MaxMessageSize = s.cfg.MaxMessageSize
 	cfg.MTU = udpclient.DefaultMTU
+	cfg.ProcessReceivedMessage = s.process
 	p.cc = udpclient.NewConnWithOpts(p, &cfg,
 		udpclient.WithResponseMessageCache(p),
 		udpclient.WithInactivityMonitor(udpclient.DeferInactivityWhileConfirmableMessagesPending(p)),
