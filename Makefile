@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
-MODULES := core sdk ddf
+MODULES := sdk ddf core
 # go test flags; CI may add -race or -v
 TESTFLAGS ?= -count=1 -timeout 25m
 LWM2MD_FLAGS ?=

@@ -17,7 +17,7 @@ func memory(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("memory", flag.ExitOnError)
 	var c common
 	c.flags(fs, 100000)
-	idle := fs.Duration("idle", 35*time.Second, "wait after the last registration so idle conns are closed (transport idle timeout is 30s)")
+	idle := fs.Duration("idle", 15*time.Second, "wait after the last registration so idle conns are closed (transport idle timeout is 10s)")
 	store := fs.String("store", "", "store spec; default a bolt file in a temporary directory")
 	fs.Parse(args)
 

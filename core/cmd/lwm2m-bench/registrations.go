@@ -99,7 +99,7 @@ func registrations(ctx context.Context, args []string) error {
 		}
 	}
 
-	fmt.Printf("\nRegistrations: %d simulated devices, each with its own UDP socket, registering at once (%d in flight per worker)\n", c.devices, 512)
+	fmt.Printf("\nRegistrations: %d simulated devices, each with its own UDP socket, registering at once (%d in flight per worker)\n", c.devices, 64)
 	fmt.Printf("%-34s %10s %9s %9s %9s %10s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed", "vs bare")
 	ceiling := rows[0].res.perSecond
 	for _, r := range rows {

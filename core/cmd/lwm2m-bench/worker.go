@@ -20,7 +20,7 @@ func worker(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Start, "start", 0, "first device number")
 	fs.StringVar(&cfg.Prefix, "prefix", "bench-", "endpoint prefix")
 	fs.StringVar(&cfg.LocalIP, "local-ip", "", "loopback address the devices' sockets bind to")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 512, "registers in flight")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "registers in flight")
 	lifetime := fs.Duration("lifetime", 10*time.Minute, "registration lifetime")
 	duration := fs.Duration("duration", 0, "run length; 0 = until signalled")
 	fs.Parse(args)

@@ -8,13 +8,16 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"strconv"
 	"sync/atomic"
 
-	coap "github.com/plgd-dev/go-coap/v3"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
 )
 
 func main() {
@@ -36,6 +39,15 @@ func main() {
 			_ = w.SetResponse(codes.NotFound, message.TextPlain, nil)
 		}
 	})
+	laddr, err := net.ResolveUDPAddr("udp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := net.ListenUDP("udp", laddr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = c.SetReadBuffer(4 << 20) // as lwm2md does, so the comparison is fair
 	fmt.Printf("lwm2m-echo listening on %s\n", *addr)
-	log.Fatal(coap.ListenAndServe("udp", *addr, r))
+	log.Fatal(udp.NewServer(options.WithMux(r)).Serve(coapNet.NewUDPConn("udp", c)))
 }

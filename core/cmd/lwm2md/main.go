@@ -19,6 +19,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "register" {
+		os.Exit(registerCommand(os.Args[2:]))
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "lwm2md:", err)
 		os.Exit(1)
@@ -36,6 +39,7 @@ func run(args []string) error {
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 30*time.Second, "timeout of one request to a device")
 	fs.DurationVar(&cfg.AwakeTime, "awake-time", 60*time.Second, "how long a queue-mode device stays reachable after it registers or updates")
+	fs.DurationVar(&cfg.PlatformOptions.MaxRequestTimeout, "max-request-timeout", 5*time.Minute, "largest per-device lwm2mRequestTimeout accepted at registration")
 	fs.StringVar(&debugAddr, "debug-addr", "", "serve pprof and /debug/memory on this address (e.g. 127.0.0.1:6060); off when empty")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/lwm2md/lwm2md/core/internal/api"
 	"github.com/lwm2md/lwm2md/core/internal/store"
@@ -29,7 +29,7 @@ const (
 const regPath = "/service/lwm2m-agent/deviceRegistration"
 
 // provisioningRedisDB is this suite's own database on the test Redis.
-const provisioningRedisDB = 11
+const provisioningRedisDB = 0
 
 func openRedisProvisioning(t *testing.T) store.Store {
 	t.Helper()

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -106,7 +107,8 @@ func (p *Platform) bulkValidate(ctx context.Context, tenant string, src io.Reade
 	}
 	// taken remembers, per unique value, the line of the first valid row
 	// that claims it, so a later row of the file cannot claim it again.
-	taken := make(map[string]int)
+	// Values are kept as 128-bit hashes: a third of the memory of strings.
+	taken := make(map[uniqueKey]int32)
 	chunk := make([]pending, 0, bulkChunk)
 	var vs values
 	for {
@@ -140,30 +142,49 @@ func (p *Platform) bulkValidate(ctx context.Context, tenant string, src io.Reade
 	return p.bulkCheck(ctx, tenant, chunk, res, taken)
 }
 
+// uniqueKey is the SHA-256 prefix of a value no two rows may share.
+type uniqueKey [16]byte
+
+func hashKey(parts ...string) uniqueKey {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	var k uniqueKey
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+type claim struct {
+	key   uniqueKey
+	field string
+}
+
 // uniqueKeys are the values a row claims that no other row may: its ID,
 // its PSK identities (one namespace for both kinds, see psk.go) and its
 // external ids.
-func uniqueKeys(r *deviceRow) []struct{ key, field string } {
-	keys := []struct{ key, field string }{{"id\x00" + r.ID, FieldID}}
+func uniqueKeys(r *deviceRow) []claim {
+	keys := []claim{{hashKey("id", r.ID), FieldID}}
 	if r.Params.PSKID != "" {
-		keys = append(keys, struct{ key, field string }{"psk\x00" + r.Params.PSKID, FieldPSKID})
+		keys = append(keys, claim{hashKey("psk", r.Params.PSKID), FieldPSKID})
 	}
 	if id := r.Params.BootstrapPSKID; id != "" && id != r.Params.PSKID {
-		keys = append(keys, struct{ key, field string }{"psk\x00" + id, FieldBootstrapPSKID})
+		keys = append(keys, claim{hashKey("psk", id), FieldBootstrapPSKID})
 	}
 	for _, x := range r.XIDs {
 		f := FieldXIDPSK
 		if x.Type == BootstrapPSKIDType {
 			f = FieldXIDBootstrapPSK
 		}
-		keys = append(keys, struct{ key, field string }{"xid\x00" + x.Type + "\x00" + x.ExternalID, f})
+		keys = append(keys, claim{hashKey("xid", x.Type, x.ExternalID), f})
 	}
 	return keys
 }
 
 // bulkCheck checks a chunk of valid rows against the store (one View) and
 // against the earlier rows of the file.
-func (p *Platform) bulkCheck(ctx context.Context, tenant string, chunk []pending, res *BulkResult, taken map[string]int) error {
+func (p *Platform) bulkCheck(ctx context.Context, tenant string, chunk []pending, res *BulkResult, taken map[uniqueKey]int32) error {
 	if len(chunk) == 0 {
 		return nil
 	}
@@ -202,7 +223,7 @@ func (p *Platform) bulkCheck(ctx context.Context, tenant string, chunk []pending
 			continue
 		}
 		for _, k := range keys {
-			taken[k.key] = rr.Line
+			taken[k.key] = int32(rr.Line)
 		}
 	}
 	return nil
@@ -327,11 +348,9 @@ func (p *Platform) bulkCreateRow(ctx context.Context, tenant, owner string, id u
 		_, err = writeDevice(tx, tenant, owner, id, pd.row, hash, now, shadow)
 		return err
 	})
-	var fe *FieldError
-	var ee *ExistsError
 	switch {
-	case errors.As(err, &fe) || errors.As(err, &ee):
-		setRowError(rr, err) // changed since the first pass
+	case errors.Is(err, ErrInvalid) || errors.Is(err, ErrDuplicate):
+		setRowError(rr, err) // the store changed since the first pass
 		return nil
 	case err != nil:
 		rr.Status, rr.Reason = RowFailed, "not written: the import stopped"

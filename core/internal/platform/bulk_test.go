@@ -17,7 +17,7 @@ import (
 
 // provisioningRedisDB is the database of the provisioning tests on the
 // shared test Redis (the older platform tests use redisDB).
-const provisioningRedisDB = 10
+const provisioningRedisDB = 4
 
 func openRedisProvisioning(t testing.TB) store.Store {
 	t.Helper()
@@ -310,6 +310,26 @@ func testBulkMixed(t *testing.T, p *platform.Platform) {
 		}
 		if _, err := p.Authenticate(ctx, tenant, "device_mix-1", creds); err != nil {
 			t.Errorf("password changed by the re-upload: %v", err)
+		}
+	})
+	t.Run("deleting frees everything for a new registration", func(t *testing.T) {
+		if err := p.DeleteDevice(ctx, tenant, res.Rows[0].ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Authenticate(ctx, tenant, "device_mix-1", creds); !errors.Is(err, platform.ErrUnauthorized) {
+			t.Errorf("device user survived: %v", err)
+		}
+		for _, c := range []struct {
+			id string
+			bs bool
+		}{{"mix-1-id", false}, {"mix-1-bs", true}} {
+			if _, err := p.PSKByIdentity(ctx, c.id, c.bs); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("identity %s survived: %v", c.id, err)
+			}
+		}
+		again := bulk(t, p, tenant, csv)
+		if r := again.Rows[0]; r.Status != platform.RowCreated {
+			t.Errorf("register again: %+v", r)
 		}
 	})
 	t.Run("existing credentials user", func(t *testing.T) {

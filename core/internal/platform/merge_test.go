@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -186,6 +187,49 @@ func FuzzDeviceRequest(f *testing.F) {
 		for k := range row.Fragments {
 			if secretName(k) {
 				t.Fatalf("kept %q", k)
+			}
+		}
+	})
+}
+
+// FuzzBulkCSV reads untrusted registration CSVs: no panic, line numbers
+// grow, and a failed row's reason never repeats a key or password of its
+// row.
+func FuzzBulkCSV(f *testing.F) {
+	for _, s := range []string{
+		"ID,NAME\nd1,a\n",
+		"\ufeffID;securityMode;lwm2m psk_id;lwm2m psk_key;bootstrap psk_id;bootstrap psk_key\nd1;PSK;i;0011;b;zz\n",
+		"ID,CREDENTIALS\nd1,\"We\"\"ak!\"\nd2,a\"b\n",
+		"ID,NAME\nd1,\"x\ny\"\nd2,a,b\n",
+		"endpoint id;c8y_Extra\nd1;\"{\"\"a\"\":1}\"\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rows, err := openCSV(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		var vs values
+		last := 0
+		for range 1000 {
+			line, rowErr, err := rows.next(&vs)
+			if err != nil {
+				return
+			}
+			if line <= last {
+				t.Fatalf("line %d after %d", line, last)
+			}
+			last = line
+			if rowErr != nil {
+				continue
+			}
+			if _, ferr := parseRow(&vs, DefaultMaxRequestTimeout); ferr != nil {
+				for _, f := range []field{fPSKKey, fBootstrapPSKKey, fCredentials} {
+					if v := vs.get(f); len(v) > 3 && strings.Contains(ferr.Reason, v) {
+						t.Fatalf("reason %q repeats %s", ferr.Reason, f)
+					}
+				}
 			}
 		}
 	})

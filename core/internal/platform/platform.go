@@ -1,13 +1,32 @@
 // Package platform is the tenant-scoped domain model behind the REST API:
 // tenants and users with password authentication, the inventory of managed
-// objects, external ids and LwM2M device registrations. Everything is kept
-// in a store.Store, and every key of tenant data starts with the tenant id,
-// so one tenant's calls can never reach another tenant's records.
+// objects, external ids, alarms, events and LwM2M device registrations.
+// Everything is kept in a store.Store, and every key of tenant data starts
+// with the tenant id, so one tenant's calls can never reach another
+// tenant's records.
+//
+// Devices are registered one at a time (RegisterDevice, JSON) or in bulk
+// from a CSV (BulkRegister), with the fields of Cumulocity's LwM2M bulk
+// registration (the Field constants) and one validation path for both.
+// Units: registrationLifetime, defaultMinimumPeriod, defaultMaximumPeriod
+// and disableTimeout are seconds (they are written to the device's Server
+// object); awakeTimeRegistrationParameter and lwm2mRequestTimeout are
+// milliseconds. PSK keys (and serverPublicKey) are hex. Keys are kept in
+// plain form in the store because DTLS needs them; no API returns them and
+// no message or log line contains them.
+//
+// An endpoint belongs to the tenant that registered it first: another
+// tenant registering it gets its device with a MAJOR alarm, and that
+// device never connects (LookupEndpoint, PSKByIdentity and BootstrapConfig
+// all answer for the first tenant's device).
 //
 // Platform also serves the CoAP side of the server: it is the
 // registry.Directory that admits registering endpoints, a registry.Listener
 // that keeps each device's c8y_Connection status current, and the
-// device.Sink that keeps each device's latest values.
+// device.Sink that keeps each device's latest values. DeviceSettings,
+// PSKByIdentity and BootstrapConfig give the registry, the DTLS layer and
+// the bootstrap server a device's settings, keys and bootstrap
+// configuration; RecordEvent records what they did on the device.
 package platform
 
 import (
@@ -54,20 +73,20 @@ type Remover interface {
 // another's. Managed object ids are zero-padded in keys so scans run in id
 // order.
 const (
-	bucketTenant   = "platform_tenant"   // tenant id -> tenantRecord
-	bucketDomain   = "platform_domain"   // lower-case domain -> tenant id
-	bucketUser     = "platform_user"     // tenant/user -> userRecord
-	bucketMO       = "platform_mo"       // tenant/padded id -> moRecord
-	bucketSeq      = "platform_seq"      // "mo" -> last managed object id
-	bucketXID      = "platform_xid"      // tenant/type/externalId -> mo id
-	bucketXIDByMO  = "platform_xid_mo"   // tenant/padded id/type/externalId -> xidEntry
-	bucketEndpoint = "platform_endpoint" // endpoint (global) -> binding
-	bucketLatest   = "platform_latest"   // tenant/padded id -> map path -> LatestValue
-	bucketPSK      = "platform_psk"      // "s/"|"b/" + psk identity (global) -> pskBinding
-	bucketAlarm    = "platform_alarm"    // tenant/reversed id -> alarmRecord
+	bucketTenant   = "platform_tenant"    // tenant id -> tenantRecord
+	bucketDomain   = "platform_domain"    // lower-case domain -> tenant id
+	bucketUser     = "platform_user"      // tenant/user -> userRecord
+	bucketMO       = "platform_mo"        // tenant/padded id -> moRecord
+	bucketSeq      = "platform_seq"       // "mo", "alarm", "event" -> last id given
+	bucketXID      = "platform_xid"       // tenant/type/externalId -> mo id
+	bucketXIDByMO  = "platform_xid_mo"    // tenant/padded id/type/externalId -> xidEntry
+	bucketEndpoint = "platform_endpoint"  // endpoint (global) -> binding
+	bucketLatest   = "platform_latest"    // tenant/padded id -> map path -> LatestValue
+	bucketPSK      = "platform_psk"       // "s/"|"b/" + psk identity (global) -> pskBinding
+	bucketAlarm    = "platform_alarm"     // tenant/reversed id -> alarmRecord
 	bucketAlarmSrc = "platform_alarm_src" // tenant/padded source/reversed id -> ""
 	bucketAlarmAct = "platform_alarm_act" // tenant/padded source/type -> id of the open alarm
-	bucketEvent    = "platform_event"    // tenant/reversed id -> eventRecord
+	bucketEvent    = "platform_event"     // tenant/reversed id -> eventRecord
 	bucketEventSrc = "platform_event_src" // tenant/padded source/reversed id -> ""
 	seqMO          = "mo"
 	seqAlarm       = "alarm"
@@ -90,7 +109,7 @@ type Options struct {
 	// (DefaultMaxRequestTimeout when 0).
 	MaxRequestTimeout time.Duration
 	// BulkWorkers is how many rows of a bulk registration are written at
-	// once (16 when 0); concurrent Updates share commits.
+	// once (64 when 0); concurrent Updates share commits.
 	BulkWorkers int
 }
 
@@ -121,7 +140,7 @@ func New(st store.Store, opts Options) *Platform {
 		p.maxReq = DefaultMaxRequestTimeout
 	}
 	if p.workers <= 0 {
-		p.workers = 256
+		p.workers = 64
 	}
 	if p.log == nil {
 		p.log = slog.Default()

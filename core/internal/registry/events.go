@@ -34,6 +34,9 @@ type dispatcher struct {
 	once   sync.Once
 	seed   maphash.Seed
 	queues [eventQueues]chan event
+	// pending counts events sent but not yet delivered, so a shutdown can
+	// wait for them before the store closes
+	pending sync.WaitGroup
 }
 
 func (d *dispatcher) send(ev event) {
@@ -41,6 +44,7 @@ func (d *dispatcher) send(ev event) {
 	if len(d.r.getListeners()) == 0 {
 		return
 	}
+	d.pending.Add(1)
 	d.queues[maphash.String(d.seed, ev.reg.Endpoint)%eventQueues] <- ev
 }
 
@@ -66,8 +70,14 @@ func (d *dispatcher) run(q <-chan event) {
 				l.Deregistered(ctx, ev.reg, ev.expired)
 			}
 		}
+		d.pending.Done()
 	}
 }
+
+// Flush waits until every event sent so far reached the listeners. Call it
+// after the transport stopped and before the store closes, so that no
+// listener's write (connection status, dropped observations) is lost.
+func (r *Registry) Flush() { r.events.pending.Wait() }
 
 func (d *dispatcher) registered(reg, replaced *Registration) {
 	d.send(event{kind: evRegistered, reg: reg, replaced: replaced})

@@ -221,6 +221,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer done()
 	_ = s.http.Shutdown(shutdown)
 	wg.Wait()
+	// the transport is closed: no new events; deliver the queued ones
+	// while the store is still open
+	s.registry.Flush()
 	select {
 	case err := <-errc:
 		return err

@@ -270,8 +270,7 @@ func (d *Device) Reboots() int64 { return d.reboots.Load() }
 // Notifications returns how many notifications the device sent.
 func (d *Device) Notifications() int64 { return d.notifications.Load() }
 
-// Stats returns the counters of a device made by NewDevice; for devices of
-// a Run they are the run's counters.
+// Stats returns the device's counters.
 func (d *Device) Stats() Stats { return d.f.stats.snapshot(1) }
 
 type deviceKey struct{}
@@ -299,8 +298,9 @@ func monitorIncoming(cc *udpclient.Conn, m *pool.Message) (bool, error) {
 	return false, nil
 }
 
-// Start opens the device's socket and registers. It returns the Register
-// error; the device can then only be closed.
+// Start opens the device's socket and registers; call it once. ctx bounds
+// the Register round trip (so does DeviceConfig.RequestTimeout). On error
+// the device can only be closed.
 func (d *Device) Start(ctx context.Context) error {
 	cc, err := udp.Dial(d.f.server,
 		options.WithMux(d.f.router),

@@ -169,6 +169,8 @@ func resourceOf(p lwm2m.Path) *resDef {
 // types.
 type simTypes struct{}
 
+var _ codec.TypeResolver = simTypes{}
+
 func (simTypes) ResourceType(p lwm2m.Path) lwm2m.Type {
 	if r := resourceOf(p); r != nil {
 		return r.typ

@@ -144,11 +144,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	closeDevices(devices, cfg.Concurrency)
 	close(stopProgress)
 	<-progressDone
-	s := f.stats.snapshot(cfg.Devices)
-	if cfg.Progress != nil {
-		cfg.Progress(s)
-	}
-	return s, nil
+	return f.stats.snapshot(cfg.Devices), nil
 }
 
 // startDevices registers the devices with at most cfg.Concurrency Registers

@@ -61,7 +61,8 @@ func (s Stats) Summary() string {
 	return fmt.Sprintf("devices %d: registrations %d in %v (%.0f/s, p50 %v, p99 %v, max %v), failed %d; "+
 		"updates %d (failed %d); notifications %d (%.0f/s); requests served %d; deregistered %d; errors %d; elapsed %v",
 		s.Devices, s.Registrations, s.RegWindow.Round(time.Millisecond), s.RegistrationsPerSecond(),
-		s.RegLatencyP50, s.RegLatencyP99, s.RegLatencyMax, s.RegFailed,
+		s.RegLatencyP50.Round(time.Microsecond), s.RegLatencyP99.Round(time.Microsecond),
+		s.RegLatencyMax.Round(time.Microsecond), s.RegFailed,
 		s.Updates, s.UpdateFailed, s.Notifications, s.NotificationsPerSecond(), s.Requests,
 		s.Deregistered, s.Errors, s.Elapsed.Round(time.Millisecond))
 }

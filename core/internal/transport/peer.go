@@ -26,9 +26,12 @@ import (
 // server-wide dedup cache), all in one allocation.
 type peer struct {
 	srv   *Server
-	ap    netip.AddrPort
+	ap    netip.AddrPort // the map key: the UDP address, or a DTLS session's key
 	raddr *net.UDPAddr
 	cc    *udpclient.Conn
+	// link is the DTLS session incarnation the peer speaks through; nil for
+	// plain UDP peers.
+	link *link
 
 	ctx    atomic.Pointer[context.Context]
 	cancel context.CancelFunc
@@ -82,6 +85,9 @@ func (p *peer) Close() error {
 }
 
 func (p *peer) shutdown() {
+	if p.link != nil {
+		p.link.peerClosed()
+	}
 	p.mu.Lock()
 	fns := p.onClose
 	p.onClose = nil
@@ -107,7 +113,12 @@ func (p *peer) AddOnClose(f udpclient.EventFunc) {
 func (p *peer) Done() <-chan struct{} { return p.done }
 
 func (p *peer) MaxMessageSize() uint32 { return p.srv.cfg.MaxMessageSize }
-func (p *peer) RemoteAddr() net.Addr   { return p.raddr }
+func (p *peer) RemoteAddr() net.Addr {
+	if p.link != nil {
+		return p.link.remoteAddr()
+	}
+	return p.raddr
+}
 func (p *peer) LocalAddr() net.Addr    { return p.srv.conn.LocalAddr() }
 func (p *peer) NetConn() net.Conn      { return p.srv.conn }
 

@@ -176,6 +176,11 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen %q: %w", s.cfg.Addr, err)
 	}
+	// a burst of registrations (a fleet coming back after an outage)
+	// overflows the default 208 KiB buffer, and every dropped datagram
+	// costs its device a 2-3 s retransmission; the kernel caps the size at
+	// net.core.rmem_max
+	_ = c.SetReadBuffer(4 << 20)
 	s.conn = c
 	s.v6 = isV6Socket(c)
 	if laddr.IP == nil || laddr.IP.IsUnspecified() {
@@ -215,10 +220,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for range s.cfg.Readers {
 		wg.Go(func() { errc <- s.readLoop() })
 	}
-	wg.Go(s.sweepLoop)
-	for range workers {
-		wg.Go(s.worker)
-	}
+	s.startEngine(&wg)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -232,6 +234,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// startEngine starts the goroutines that serve the peers whatever feeds
+// them: the sweeper and the workers. They end with s.ctx.
+func (s *Server) startEngine(wg *sync.WaitGroup) {
+	wg.Go(s.sweepLoop)
+	for range workers {
+		wg.Go(s.worker)
+	}
 }
 
 func (s *Server) readLoop() error {
@@ -283,6 +294,13 @@ func (s *Server) handleDatagram(ap netip.AddrPort, dst netip.Addr, data []byte) 
 	if dst.IsValid() {
 		p.setLocal(dst)
 	}
+	s.feed(p, created, data)
+}
+
+// feed hands one CoAP datagram of p to its conn. created says that p was
+// made for this datagram, so that a malformed one does not leave a peer
+// behind.
+func (s *Server) feed(p *peer, created bool, data []byte) {
 	if len(data) >= 4 {
 		switch {
 		case data[0]>>4&3 == 3: // Reset
@@ -305,24 +323,27 @@ func (s *Server) handleDatagram(ap netip.AddrPort, dst netip.Addr, data []byte) 
 		}
 		return
 	}
-	s.log.Debug("closing peer after processing error", "peer", ap.String(), "err", err)
+	s.log.Debug("closing peer after processing error", "peer", p.RemoteAddr().String(), "err", err)
 	_ = p.Close()
 }
 
 // rejectMalformed answers a confirmable message that could not be parsed
 // with a Reset (RFC 7252 §4.2); unknown versions are ignored (§3).
 func (s *Server) rejectMalformed(p *peer, e *udpclient.MalformedMessageError) {
-	s.log.Debug("malformed datagram", "peer", p.ap.String(), "err", e.Err)
+	s.log.Debug("malformed datagram", "peer", p.RemoteAddr().String(), "err", e.Err)
 	if e.InvalidVersion || !e.HasHeader || e.Type != message.Confirmable || !message.ValidateMID(e.MessageID) {
 		return
 	}
 	rst := []byte{0x70, 0, byte(e.MessageID >> 8), byte(e.MessageID)}
 	if err := s.write(rst, p); err != nil {
-		s.log.Debug("cannot send reset", "peer", p.ap.String(), "err", err)
+		s.log.Debug("cannot send reset", "peer", p.RemoteAddr().String(), "err", err)
 	}
 }
 
 func (s *Server) write(data []byte, p *peer) error {
+	if p.link != nil {
+		return p.link.write(data)
+	}
 	if oob := p.oob.Load(); oob != nil {
 		_, _, err := s.conn.WriteMsgUDPAddrPort(data, *oob, p.ap)
 		return err
