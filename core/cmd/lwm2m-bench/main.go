@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
@@ -25,6 +26,9 @@ import (
 func main() {
 	if len(os.Args) < 2 {
 		usage()
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400) // the load generator must not be the bottleneck
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

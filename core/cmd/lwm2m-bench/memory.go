@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ func memory(ctx context.Context, args []string) error {
 	c.flags(fs, 100000)
 	idle := fs.Duration("idle", 15*time.Second, "wait after the last registration so idle conns are closed (transport idle timeout is 10s)")
 	store := fs.String("store", "", "store spec; default a bolt file in a temporary directory")
+	heapProfile := fs.String("heap-profile", "", "write the server's heap profile when idle to this file")
 	fs.Parse(args)
 
 	tmp, err := os.MkdirTemp("", "lwm2m-bench-")
@@ -69,6 +71,9 @@ func memory(ctx context.Context, args []string) error {
 			return
 		}
 		after, measureErr = readMemory(debugAddr)
+		if *heapProfile != "" && measureErr == nil {
+			measureErr = saveHeapProfile(debugAddr, *heapProfile)
+		}
 	})
 	if measureErr != nil {
 		return measureErr
@@ -103,3 +108,18 @@ func readMemory(addr string) (memStats, error) {
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+func saveHeapProfile(addr, file string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}

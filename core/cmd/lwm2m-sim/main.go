@@ -5,6 +5,14 @@
 //
 //	lwm2m-sim -server coap://127.0.0.1:5783 -devices 100 -rate 0.2 \
 //	    -api http://127.0.0.1:8080 -user management/admin:secret
+//
+// With -bootstrap the devices bootstrap first and register at the server
+// the bootstrap server names; with -psk-id and -psk-key (patterns: {ep} or
+// %s is the endpoint, {n} the device number) they speak DTLS-PSK, and -api
+// provisions them as PSK devices with these credentials:
+//
+//	lwm2m-sim -bootstrap coaps://127.0.0.1:5684 -psk-id '{ep}' -psk-key 'key-{ep}' \
+//	    -devices 10 -rebind-after 30s -api http://127.0.0.1:8080 -user management/admin:secret
 package main
 
 import (
@@ -81,6 +89,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.API, "api", "", "platform REST URL: create the devices through deviceRegistration first")
 	fs.StringVar(&cfg.User, "user", "", "REST credentials as tenant/user:password (with -api)")
 	fs.DurationVar(&cfg.ProgressInterval, "progress", time.Second, "interval of progress lines")
+	fs.StringVar(&cfg.Bootstrap, "bootstrap", "", "bootstrap server URI (coap:// or coaps://): bootstrap first, then register where it says (-server is then unused)")
+	fs.StringVar(&cfg.PSKIdentity, "psk-id", "", "DTLS PSK identity pattern: {ep} or %s is the endpoint, {n} the device number")
+	fs.StringVar(&cfg.PSKKey, "psk-key", "", "DTLS PSK key pattern, as -psk-id: the text is the key, or hex:HEX")
+	fs.Var(seconds{&cfg.RebindAfter}, "rebind-after", "move each DTLS session to a new source port this often (DTLS Connection ID test)")
 	fs.BoolVar(&verbose, "v", false, "log every failed request")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -98,8 +110,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Progress = func(s sim.Stats) { fmt.Fprintln(stdout, s.Progress()) }
 
-	fmt.Fprintf(stdout, "lwm2m-sim: %d devices %s%d..%s%d, LwM2M %s, lifetime %v, %g value changes/s per device, server %s\n",
-		cfg.Devices, cfg.Prefix, cfg.Start, cfg.Prefix, cfg.Start+cfg.Devices-1, cfg.Version, cfg.Lifetime, cfg.Rate, cfg.Server)
+	if (cfg.PSKIdentity == "") != (cfg.PSKKey == "") {
+		fmt.Fprintln(stderr, "lwm2m-sim: -psk-id and -psk-key go together")
+		return 2
+	}
+	target := "server " + cfg.Server
+	if cfg.Bootstrap != "" {
+		target = "bootstrap server " + cfg.Bootstrap
+	}
+	fmt.Fprintf(stdout, "lwm2m-sim: %d devices %s%d..%s%d, LwM2M %s, lifetime %v, %g value changes/s per device, %s\n",
+		cfg.Devices, cfg.Prefix, cfg.Start, cfg.Prefix, cfg.Start+cfg.Devices-1, cfg.Version, cfg.Lifetime, cfg.Rate, target)
 	s, err := sim.Run(ctx, cfg)
 	if s.Devices > 0 {
 		fmt.Fprintln(stdout, "summary:", s.Summary())

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +30,13 @@ func main() {
 }
 
 func run(args []string) error {
+	if os.Getenv("GOGC") == "" {
+		// The live heap is small (about 1 KB per idle device) while
+		// registrations and notifications allocate fast: collecting at 5x
+		// the live heap instead of 2x cut GC from a fifth of the CPU under
+		// a registration storm, for a few hundred MB more at 100k devices.
+		debug.SetGCPercent(400)
+	}
 	fs := flag.NewFlagSet("lwm2md", flag.ContinueOnError)
 	var cfg server.Config
 	var logLevel, debugAddr string
@@ -40,6 +48,9 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 30*time.Second, "timeout of one request to a device")
 	fs.DurationVar(&cfg.AwakeTime, "awake-time", 60*time.Second, "how long a queue-mode device stays reachable after it registers or updates")
 	fs.DurationVar(&cfg.PlatformOptions.MaxRequestTimeout, "max-request-timeout", 5*time.Minute, "largest per-device lwm2mRequestTimeout accepted at registration")
+	fs.StringVar(&cfg.BootstrapCoAPAddr, "bs-coap", ":5683", "bootstrap server CoAP/UDP listen address; empty turns it off")
+	fs.StringVar(&cfg.BootstrapCoAPSAddr, "bs-coaps", ":5684", "bootstrap server CoAP/DTLS listen address; empty turns it off")
+	fs.StringVar(&cfg.PublicHost, "public-host", "", "host name or IP devices reach this server at, for the server URIs the bootstrap server writes (default: the address a device reached the bootstrap server at, if the bootstrap sockets are bound to one)")
 	fs.StringVar(&debugAddr, "debug-addr", "", "serve pprof and /debug/memory on this address (e.g. 127.0.0.1:6060); off when empty")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -68,6 +79,12 @@ func run(args []string) error {
 	}
 	defer srv.Close()
 	fmt.Printf("lwm2md: REST API on http://%s, LwM2M server on coap://%s, store %s\n", srv.HTTPAddr(), srv.CoAPAddr(), cfg.Store)
+	if a := srv.BootstrapAddr(); a != "" {
+		fmt.Printf("lwm2md: bootstrap server on coap://%s\n", a)
+	}
+	if a := srv.BootstrapSecureAddr(); a != "" {
+		fmt.Printf("lwm2md: bootstrap server on coaps://%s\n", a)
+	}
 	if pw := srv.GeneratedAdminPassword(); pw != "" {
 		fmt.Printf("lwm2md: first start: log in as management/admin with password %s (shown once; set -admin-password to choose)\n", pw)
 	} else {

@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/lwm2md/lwm2md/core/internal/registry"
 	"github.com/lwm2md/lwm2md/core/internal/store"
@@ -30,55 +31,65 @@ func (p *Platform) Deregistered(ctx context.Context, reg *registry.Registration,
 	p.setConnection(ctx, reg, false)
 }
 
-// connectionChange reports whether r must be written for the event.
-func connectionChange(r *moRecord, regID string, connected bool) bool {
-	var c struct {
-		Status string `json:"status"`
-	}
-	_ = json.Unmarshal(r.Fragments["c8y_Connection"], &c)
-	last := ""
-	if r.Device != nil {
-		last = r.Device.RegID
-	}
+// connState is the stored connection status of a device, kept apart from
+// its managed object so that a registration storm writes a few bytes per
+// device instead of rewriting every managed object.
+type connState struct {
+	Status string `json:"status"`
+	RegID  string `json:"reg,omitempty"` // the registration that set it
+}
+
+// connectionChange reports whether cur must be replaced for the event.
+func connectionChange(cur connState, regID string, connected bool) bool {
 	if connected {
-		return c.Status != StatusConnected || last != regID
+		return cur.Status != StatusConnected || cur.RegID != regID
 	}
-	return c.Status != StatusOffline && (last == "" || last == regID)
+	// a late De-register of an older registration must not mark a device
+	// offline that registered again meanwhile
+	return cur.Status != StatusOffline && (cur.RegID == "" || cur.RegID == regID)
+}
+
+func getConn(tx store.Tx, key string) (connState, error) {
+	var c connState
+	err := getJSON(tx, bucketConn, key, &c)
+	if errors.Is(err, store.ErrNotFound) {
+		return connState{Status: StatusOffline}, nil
+	}
+	return c, err
 }
 
 func (p *Platform) setConnection(ctx context.Context, reg *registry.Registration, connected bool) {
 	if reg == nil || reg.Tenant == "" || reg.DeviceID == "" {
 		return
 	}
+	n, ok := parseID(reg.DeviceID)
+	if !ok {
+		return
+	}
+	key := moKey(reg.Tenant, n)
+	want := connState{Status: StatusOffline}
+	if connected {
+		want = connState{Status: StatusConnected, RegID: reg.ID}
+	}
 	var need bool
 	err := p.st.View(ctx, func(tx store.Tx) error {
-		r, err := getMO(tx, reg.Tenant, reg.DeviceID)
-		if err != nil {
-			return err
-		}
-		need = connectionChange(r, reg.ID, connected)
-		return nil
+		cur, err := getConn(tx, key)
+		need = err == nil && connectionChange(cur, reg.ID, connected)
+		return err
 	})
 	if err == nil && need {
 		err = p.st.Update(ctx, func(tx store.Tx) error {
-			r, err := getMO(tx, reg.Tenant, reg.DeviceID)
-			if err != nil || !connectionChange(r, reg.ID, connected) {
+			if ok, err := exists(tx, bucketMO, key); err != nil || !ok {
+				if err == nil {
+					err = notFound("managed object " + reg.DeviceID)
+				}
 				return err
 			}
-			status, regID := StatusOffline, ""
-			if connected {
-				status, regID = StatusConnected, reg.ID
+			cur, err := getConn(tx, key)
+			if err != nil || !connectionChange(cur, reg.ID, connected) {
+				return err
 			}
-			if r.Fragments == nil {
-				r.Fragments = make(map[string]json.RawMessage, 1)
-			}
-			r.Fragments["c8y_Connection"] = connectionFragment(status)
-			if r.Device == nil {
-				r.Device = &deviceInfo{Endpoint: reg.Endpoint}
-			}
-			r.Device.RegID = regID
-			r.Updated = p.clock()
-			return putJSON(tx, bucketMO, moKey(reg.Tenant, r.ID), r)
+			return putJSON(tx, bucketConn, key, want)
 		})
 	}
 	switch {
@@ -88,4 +99,24 @@ func (p *Platform) setConnection(ctx context.Context, reg *registry.Registration
 	case err != nil:
 		p.log.Warn("cannot set connection status", "endpoint", reg.Endpoint, "connected", connected, "err", err)
 	}
+}
+
+// withConnection overlays the stored connection status on mo.
+func withConnection(tx store.Tx, tenant string, r *moRecord, mo *ManagedObject) error {
+	b, err := tx.Get(bucketConn, moKey(tenant, r.ID))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var c connState
+	if err := json.Unmarshal(b, &c); err != nil {
+		return err
+	}
+	if mo.Fragments == nil {
+		mo.Fragments = make(map[string]json.RawMessage, 1)
+	}
+	mo.Fragments["c8y_Connection"] = connectionFragment(c.Status)
+	return nil
 }

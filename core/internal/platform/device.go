@@ -29,10 +29,6 @@ type deviceInfo struct {
 	// User is the device's credentials user (CREDENTIALS), deleted with
 	// the device; "" when none was given.
 	User string `json:"user,omitempty"`
-	// RegID is the registration the connection status was last set
-	// from, so a late de-registration of a replaced registration does not
-	// mark a connected device offline.
-	RegID string `json:"regId,omitempty"`
 }
 
 // binding is the global endpoint -> device entry the CoAP side looks up.

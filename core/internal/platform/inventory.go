@@ -183,8 +183,12 @@ func getMO(tx store.Tx, tenant, id string) (*moRecord, error) {
 	return &r, nil
 }
 
-// withLatest adds the latest-values fragment to mo when there are any.
+// withLatest adds the live parts kept outside the record: the connection
+// status and, when there are any, the latest values.
 func withLatest(tx store.Tx, tenant string, r *moRecord, mo *ManagedObject) error {
+	if err := withConnection(tx, tenant, r, mo); err != nil {
+		return err
+	}
 	b, err := tx.Get(bucketLatest, moKey(tenant, r.ID))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -285,6 +289,9 @@ func (p *Platform) deleteMO(ctx context.Context, tenant, id string, rm Remover, 
 			return err
 		}
 		if err := tx.Delete(bucketLatest, key); err != nil {
+			return err
+		}
+		if err := tx.Delete(bucketConn, key); err != nil {
 			return err
 		}
 		if err := deleteExternalIDsOf(tx, tenant, r.ID); err != nil {

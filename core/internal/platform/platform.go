@@ -82,6 +82,7 @@ const (
 	bucketXIDByMO  = "platform_xid_mo"    // tenant/padded id/type/externalId -> xidEntry
 	bucketEndpoint = "platform_endpoint"  // endpoint (global) -> binding
 	bucketLatest   = "platform_latest"    // tenant/padded id -> map path -> LatestValue
+	bucketConn     = "platform_conn"      // tenant/padded id -> connState
 	bucketPSK      = "platform_psk"       // "s/"|"b/" + psk identity (global) -> pskBinding
 	bucketAlarm    = "platform_alarm"     // tenant/reversed id -> alarmRecord
 	bucketAlarmSrc = "platform_alarm_src" // tenant/padded source/reversed id -> ""

@@ -48,6 +48,16 @@ type Config struct {
 	ExpiryInterval time.Duration
 	// PlatformOptions tune the platform (tests lower the bcrypt cost).
 	PlatformOptions platform.Options
+
+	// BootstrapCoAPAddr and BootstrapCoAPSAddr are the bootstrap server's
+	// UDP and DTLS addresses (cmd/lwm2md: -bs-coap :5683, -bs-coaps
+	// :5684); empty leaves that port off. PublicHost is the host name or
+	// IP devices reach this server at, used in the server URIs the
+	// bootstrap server writes to devices that have none configured; empty
+	// means the address the device reached the bootstrap server at, which
+	// is known only when the bootstrap sockets are bound to one.
+	BootstrapCoAPAddr, BootstrapCoAPSAddr string
+	PublicHost                            string
 }
 
 // Server is a running lwm2md. Open builds it and binds its sockets; Run
@@ -60,6 +70,7 @@ type Server struct {
 	registry  *registry.Registry
 	device    *device.Client
 	transport *transport.Server
+	boot      *bootPorts // nil without bootstrap ports
 	runner    *operation.Runner
 	http      *http.Server
 	httpLn    net.Listener
@@ -180,8 +191,13 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	if err := s.transport.Listen(); err != nil {
 		return nil, fmt.Errorf("coap listen %s: %w", cfg.CoAPAddr, err)
 	}
+	if s.boot, err = openBootstrap(cfg, s.platform, s.transport.Addr(), log); err != nil {
+		s.closeTransport()
+		return nil, err
+	}
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		s.closeTransport()
+		s.boot.close(false)
 		return nil, fmt.Errorf("http listen: %w", err)
 	}
 	return s, nil
@@ -200,7 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.ran.Store(true)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	var wg sync.WaitGroup
 	start := func(name string, fn func() error) {
 		wg.Add(1)
@@ -216,11 +232,13 @@ func (s *Server) Run(ctx context.Context) error {
 	start("registry", func() error { return s.registry.Run(ctx) })
 	start("operations", func() error { return s.runner.Run(ctx) })
 	start("http", func() error { return s.http.Serve(s.httpLn) })
+	s.boot.run(ctx, start)
 	<-ctx.Done()
 	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = s.http.Shutdown(shutdown)
 	wg.Wait()
+	s.boot.close(true)
 	// the transport is closed: no new events; deliver the queued ones
 	// while the store is still open
 	s.registry.Flush()
@@ -238,6 +256,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		if !s.ran.Load() {
 			s.closeTransport()
+			s.boot.close(false)
 		}
 		s.httpLn.Close()
 		err = s.store.Close()
