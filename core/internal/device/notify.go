@@ -170,6 +170,17 @@ func (c *Client) dropEndpoint(ctx context.Context, ep string, drop func(*obsReco
 			}
 		}
 	}()
+	// most devices observe nothing: a read-only look spares a write
+	// transaction on every de-registration
+	found := false
+	if err := c.st.View(ctx, func(tx store.Tx) error {
+		return tx.Scan(bucketObs, ep+"/", "", func(string, []byte) error {
+			found = true
+			return store.ErrStop
+		})
+	}); err == nil && !found {
+		return
+	}
 	n := 0
 	err := c.st.Update(ctx, func(tx store.Tx) error {
 		n = 0
