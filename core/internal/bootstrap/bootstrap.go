@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	piondtls "github.com/pion/dtls/v3"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
@@ -140,7 +141,8 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	sessions map[string]*session // running bootstrap by endpoint
+	sessions map[string]*session  // running bootstrap by endpoint
+	refused  map[string]time.Time // last refusal event by endpoint
 }
 
 // New returns a bootstrap server that finds configurations in cfgs and
@@ -159,6 +161,7 @@ func New(cfgs Configs, events Events, opts Options) *Server {
 		cfgs: cfgs, events: events, opts: opts,
 		log:      opts.Logger.With("component", "bootstrap"),
 		sessions: make(map[string]*session),
+		refused:  make(map[string]time.Time),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -168,7 +171,9 @@ func New(cfgs Configs, events Events, opts Options) *Server {
 // interrupted) and waits for them. Requests that arrive later are
 // answered 5.03.
 func (s *Server) Close() {
+	s.mu.Lock() // start adds to wg under mu: none after this
 	s.cancel()
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 
@@ -270,7 +275,7 @@ func (h *handler) bootstrapRequest(w mux.ResponseWriter, m *mux.Message) {
 	cfg, err := s.cfgs.BootstrapConfig(ctx, req.endpoint)
 	if errors.Is(err, store.ErrNotFound) {
 		s.log.Info("bootstrap refused: unknown endpoint", "endpoint", req.endpoint, "addr", addr)
-		respond(w, codes.Forbidden, "endpoint "+req.endpoint+" has no bootstrap configuration")
+		respond(w, codes.Forbidden, "endpoint "+truncate(req.endpoint)+" has no bootstrap configuration")
 		return
 	}
 	if err != nil {
@@ -283,14 +288,14 @@ func (h *handler) bootstrapRequest(w mux.ResponseWriter, m *mux.Message) {
 		identity, secure = h.identity(conn)
 	}
 	switch {
-	case secure && identity != cfg.BootstrapPSKIdentity:
+	case secure && (identity == "" || identity != cfg.BootstrapPSKIdentity):
 		// an authenticated device asking for another device's configuration
 		s.log.Warn("bootstrap refused: endpoint does not belong to the PSK identity", "endpoint", req.endpoint, "addr", addr)
 		respond(w, codes.Forbidden, "endpoint "+req.endpoint+" does not belong to this PSK identity")
 		return
 	case !secure && cfg.secure():
 		s.log.Info("bootstrap refused: PSK device over plain UDP", "endpoint", req.endpoint, "addr", addr)
-		s.record(ctx, cfg, "Bootstrap-Request from "+addr+" refused: a PSK device bootstraps over DTLS only", nil)
+		s.recordRefusal(ctx, cfg, "Bootstrap-Request from "+addr+" refused: a PSK device bootstraps over DTLS only")
 		respond(w, codes.Forbidden, "device "+req.endpoint+" has PSK credentials: bootstrap over DTLS (coaps)")
 		return
 	}
@@ -298,7 +303,7 @@ func (h *handler) bootstrapRequest(w mux.ResponseWriter, m *mux.Message) {
 	steps, err := plan(cfg, &s.opts, format, localAddr(conn))
 	if err != nil {
 		s.log.Error("bootstrap configuration unusable", "endpoint", req.endpoint, "err", err)
-		s.record(ctx, cfg, "Bootstrap-Request from "+addr+" failed: "+err.Error(), nil)
+		s.recordRefusal(ctx, cfg, "Bootstrap-Request from "+addr+" failed: "+err.Error())
 		respond(w, codes.InternalServerError, "server error: bootstrap configuration unusable")
 		return
 	}
@@ -381,10 +386,55 @@ func (s *Server) record(ctx context.Context, cfg *Config, text string, fragment 
 	}
 }
 
+// Refusal events are recorded at most once per refusalEvery and endpoint
+// (and for at most maxRefused endpoints at a time): a request over plain
+// UDP costs a spoofer nothing, an event costs the store a record.
+const (
+	refusalEvery = time.Minute
+	maxRefused   = 10000
+)
+
+func (s *Server) recordRefusal(ctx context.Context, cfg *Config, text string) {
+	now := time.Now()
+	s.mu.Lock()
+	last, seen := s.refused[cfg.Endpoint]
+	ok := !seen || now.Sub(last) >= refusalEvery
+	if ok && !seen && len(s.refused) >= maxRefused {
+		for ep, t := range s.refused {
+			if now.Sub(t) >= refusalEvery {
+				delete(s.refused, ep)
+			}
+		}
+		ok = len(s.refused) < maxRefused
+	}
+	if ok {
+		s.refused[cfg.Endpoint] = now
+	}
+	s.mu.Unlock()
+	if ok {
+		s.record(ctx, cfg, text, nil)
+	}
+}
+
 func respond(w mux.ResponseWriter, code codes.Code, msg string) {
 	if msg == "" {
 		_ = w.SetResponse(code, message.TextPlain, nil)
 		return
 	}
 	_ = w.SetResponse(code, message.TextPlain, bytes.NewReader([]byte(msg)))
+}
+
+// PionIdentity is the PeerIdentity of conns whose NetConn is a pion/dtls
+// conn (go-coap's DTLS server): the PSK identity the client authenticated
+// with. Other conns are plain UDP.
+func PionIdentity(conn mux.Conn) (string, bool) {
+	dc, ok := conn.NetConn().(*piondtls.Conn)
+	if !ok {
+		return "", false
+	}
+	st, ok := dc.ConnectionState()
+	if !ok {
+		return "", true // no finished handshake: an identity nobody has
+	}
+	return string(st.IdentityHint), true
 }

@@ -178,6 +178,10 @@ func TestBootstrapRefusals(t *testing.T) {
 			}
 		})
 	}
+	// A repeated refusal within a minute records no second event.
+	if a := e.client().send(codes.POST, "/bs", "ep=bs-psk"); a.code != codes.Forbidden {
+		t.Errorf("repeated PSK over UDP: %v", a.code)
+	}
 	if evs := e.events(psk.ID); len(evs) != 1 || !strings.HasSuffix(evs[0], "refused: a PSK device bootstraps over DTLS only") {
 		t.Errorf("events of the PSK device: %q", evs)
 	}
@@ -290,7 +294,7 @@ func TestBootstrapPSK(t *testing.T) {
 		"bootstrap psk_id":"bs-other-bs","bootstrap psk_key":"` + pskKey + `"}`)
 
 	t.Run("identity of another device", func(t *testing.T) {
-		e.identity = "bs-other-bs"
+		e.identity.Store("bs-other-bs")
 		c := e.client()
 		a := c.send(codes.POST, "/bs", "ep=bs-psk")
 		if a.code != codes.Forbidden || a.body != "endpoint bs-psk does not belong to this PSK identity" {
@@ -302,14 +306,14 @@ func TestBootstrapPSK(t *testing.T) {
 		}
 	})
 	t.Run("server identity is not the bootstrap identity", func(t *testing.T) {
-		e.identity = "bs-psk-id"
+		e.identity.Store("bs-psk-id")
 		c := e.client()
 		if a := c.send(codes.POST, "/bs", "ep=bs-psk"); a.code != codes.Forbidden {
 			t.Errorf("got %v %q", a.code, a.body)
 		}
 	})
 	t.Run("own bootstrap identity", func(t *testing.T) {
-		e.identity = "bs-psk-bs"
+		e.identity.Store("bs-psk-bs")
 		c := e.client()
 		c.bootstrap("ep=bs-psk", "pct=112")
 		reqs := c.requests()

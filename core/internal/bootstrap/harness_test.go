@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,7 +54,7 @@ type env struct {
 	addr     string
 	logs     *syncBuffer
 	models   *model.Registry
-	identity string // the "DTLS identity" the test's PeerIdentity reports
+	identity atomic.Value // string: the "DTLS identity" the test's PeerIdentity reports
 }
 
 type syncBuffer struct {
@@ -109,7 +110,8 @@ func newEnv(t *testing.T, secure bool, opts bootstrap.Options) *env {
 	router := mux.NewRouter()
 	var identity bootstrap.PeerIdentity
 	if secure {
-		identity = func(mux.Conn) (string, bool) { return e.identity, true }
+		e.identity.Store("")
+		identity = func(mux.Conn) (string, bool) { return e.identity.Load().(string), true }
 	}
 	if err := e.bs.Mount(router, identity); err != nil {
 		t.Fatal(err)
@@ -374,4 +376,3 @@ func mustWait(t *testing.T, ch <-chan struct{}, what string) {
 		t.Fatalf("timed out waiting for %s", what)
 	}
 }
-

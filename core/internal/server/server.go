@@ -191,7 +191,7 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	if err := s.transport.Listen(); err != nil {
 		return nil, fmt.Errorf("coap listen %s: %w", cfg.CoAPAddr, err)
 	}
-	if s.boot, err = openBootstrap(cfg, s.platform, s.transport.Addr(), log); err != nil {
+	if s.boot, err = openBootstrap(cfg, s.platform, s.transport.Addr(), nil, log); err != nil {
 		s.closeTransport()
 		return nil, err
 	}
@@ -234,11 +234,11 @@ func (s *Server) Run(ctx context.Context) error {
 	start("http", func() error { return s.http.Serve(s.httpLn) })
 	s.boot.run(ctx, start)
 	<-ctx.Done()
+	s.boot.close(true) // running bootstraps end, recorded as interrupted
 	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = s.http.Shutdown(shutdown)
 	wg.Wait()
-	s.boot.close(true)
 	// the transport is closed: no new events; deliver the queued ones
 	// while the store is still open
 	s.registry.Flush()

@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,14 +48,18 @@ func provision(ctx context.Context, cfg Config, endpoint func(int) string, stats
 		firstErr error
 		failed   int
 		wg       sync.WaitGroup
-		next     = make(chan string)
+		next     = make(chan int)
 	)
 	for range conc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ep := range next {
-				err := createDevice(ctx, client, url, user, password, ep)
+			for i := range next {
+				ep := endpoint(i)
+				psk, err := cfg.psk(ep, cfg.Start+i)
+				if err == nil {
+					err = createDevice(ctx, client, url, user, password, ep, psk)
+				}
 				if err == nil {
 					stats.provisioned.Add(1)
 					continue
@@ -74,7 +79,7 @@ func provision(ctx context.Context, cfg Config, endpoint func(int) string, stats
 feed:
 	for i := 0; i < cfg.Devices; i++ {
 		select {
-		case next <- endpoint(i):
+		case next <- i:
 		case <-ctx.Done():
 			break feed
 		}
@@ -87,9 +92,17 @@ feed:
 	return ctx.Err()
 }
 
-// createDevice posts one deviceRegistration.
-func createDevice(ctx context.Context, client *http.Client, url, user, password, ep string) error {
-	body, err := json.Marshal(map[string]string{"endpoint": ep, "securityMode": "NO_SEC", "name": ep})
+// createDevice posts one deviceRegistration: a NO_SEC device, or a PSK
+// device whose lwm2m and bootstrap credentials are both psk.
+func createDevice(ctx context.Context, client *http.Client, url, user, password, ep string, psk PSK) error {
+	fields := map[string]string{"endpoint": ep, "securityMode": "NO_SEC", "name": ep}
+	if psk.Identity != "" {
+		key := hex.EncodeToString(psk.Key)
+		fields["securityMode"] = "PSK"
+		fields["lwm2m psk_id"], fields["lwm2m psk_key"] = psk.Identity, key
+		fields["bootstrap psk_id"], fields["bootstrap psk_key"] = psk.Identity, key
+	}
+	body, err := json.Marshal(fields)
 	if err != nil {
 		return err
 	}

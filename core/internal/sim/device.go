@@ -7,8 +7,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,8 +16,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
-	"github.com/plgd-dev/go-coap/v3/options"
-	"github.com/plgd-dev/go-coap/v3/udp"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
@@ -53,12 +49,31 @@ type DeviceConfig struct {
 	LocalIP string
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+
+	// Bootstrap is the bootstrap server ("coap://host:5683" or
+	// "coaps://host:5684"). When set, Start bootstraps first and then
+	// connects to the LwM2M server the bootstrap server wrote; Server may
+	// then be empty. See bootstrap.go.
+	Bootstrap string
+	// PSK is the device's DTLS credential for the first server it talks
+	// to: the bootstrap server when Bootstrap is set (the LwM2M server's
+	// credentials then come from the bootstrap), else the LwM2M server,
+	// which Server must then name as coaps://.
+	PSK PSK
+	// RebindAfter moves a DTLS session to a new UDP socket (a new source
+	// port) after this long, and again every RebindAfter, and sends an
+	// Update from there: the session must survive through its Connection
+	// ID. Plain UDP sessions are not moved. 0 never moves.
+	RebindAfter time.Duration
 }
 
 // fleet holds what the devices of one run share: settings, the template,
 // counters and the scheduler.
 type fleet struct {
-	server      string // host:port
+	server      string // host:port; "" until a bootstrap names it
+	secure      bool   // server is coaps
+	bootstrap   string // bootstrap server URI, or ""
+	rebindAfter time.Duration
 	version     string
 	lifetime    int64
 	queue       bool
@@ -74,9 +89,21 @@ type fleet struct {
 }
 
 func newFleet(cfg DeviceConfig) (*fleet, error) {
-	addr, err := serverAddr(cfg.Server)
-	if err != nil {
-		return nil, err
+	var addr string
+	var secure bool
+	if cfg.Server != "" || cfg.Bootstrap == "" {
+		var err error
+		if addr, secure, err = parseURI(cfg.Server); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Bootstrap != "" {
+		if _, _, err := parseURI(cfg.Bootstrap); err != nil {
+			return nil, fmt.Errorf("sim: bootstrap: %w", err)
+		}
+	}
+	if cfg.RebindAfter < 0 {
+		return nil, fmt.Errorf("sim: rebind-after %v: want >= 0", cfg.RebindAfter)
 	}
 	switch cfg.Version {
 	case "":
@@ -97,6 +124,9 @@ func newFleet(cfg DeviceConfig) (*fleet, error) {
 	}
 	f := &fleet{
 		server:      addr,
+		secure:      secure,
+		bootstrap:   cfg.Bootstrap,
+		rebindAfter: cfg.RebindAfter,
 		version:     cfg.Version,
 		lifetime:    lt,
 		queue:       cfg.QueueMode,
@@ -128,30 +158,6 @@ func newFleet(cfg DeviceConfig) (*fleet, error) {
 	return f, nil
 }
 
-// serverAddr turns the Server setting into host:port.
-func serverAddr(s string) (string, error) {
-	if s == "" {
-		return "", errors.New("sim: no server address")
-	}
-	if !strings.Contains(s, "://") {
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			return "", fmt.Errorf("sim: server %q: %w", s, err)
-		}
-		return s, nil
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("sim: server %q: %w", s, err)
-	}
-	if u.Scheme != "coap" {
-		return "", fmt.Errorf("sim: server %q: only coap:// is supported", s)
-	}
-	if u.Port() == "" {
-		return net.JoinHostPort(u.Hostname(), "5683"), nil
-	}
-	return u.Host, nil
-}
-
 // Device is one simulated LwM2M client with its own UDP socket. It
 // registers, keeps its registration up to date and answers the server's
 // requests until Close. A Device is safe for concurrent use.
@@ -160,6 +166,17 @@ type Device struct {
 	endpoint string
 	own      bool // f and its scheduler belong to this device alone
 	cc       *udpclient.Conn
+
+	// Set before Start: the device's credential and bootstrap server.
+	psk          PSK
+	bootstrapURI string
+	// Set by Start: the LwM2M server and, after a bootstrap, what the
+	// bootstrap server wrote; rebind is the swappable socket of a DTLS
+	// session.
+	boot    *bootState
+	rebind  *rebindConn
+	queue   bool // queue mode from a bootstrapped binding (1.1: the Q parameter)
+	rebinds atomic.Int64
 
 	// regMu serialises Register, Update and De-register: an Update that
 	// fails while another is on its way must not register twice.
@@ -205,10 +222,14 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := f.checkPSK(cfg.PSK); err != nil {
+		return nil, err
+	}
 	f.stats = newCounters()
 	f.rt = newScheduler()
 	d := f.newDevice(cfg.Endpoint)
 	d.own = true
+	d.psk = cfg.PSK
 	return d, nil
 }
 
@@ -217,14 +238,15 @@ func (f *fleet) newDevice(endpoint string) *Device {
 	h.Write([]byte(endpoint))
 	seed := h.Sum64()
 	d := &Device{
-		f:        f,
-		endpoint: endpoint,
-		tree:     tree{entries: f.tmpl.entries, shared: true},
-		lifetime: f.lifetime,
-		binding:  "U",
-		battery:  100 - int64(seed%20),
-		rng:      seed | 1,
-		seed:     seed,
+		f:            f,
+		endpoint:     endpoint,
+		tree:         tree{entries: f.tmpl.entries, shared: true},
+		lifetime:     f.lifetime,
+		binding:      "U",
+		battery:      100 - int64(seed%20),
+		rng:          seed | 1,
+		seed:         seed,
+		bootstrapURI: f.bootstrap,
 	}
 	if f.queue && f.version == Version10 {
 		d.binding = "UQ"
@@ -302,17 +324,11 @@ func monitorIncoming(cc *udpclient.Conn, m *pool.Message) (bool, error) {
 // the Register round trip (so does DeviceConfig.RequestTimeout). On error
 // the device can only be closed.
 func (d *Device) Start(ctx context.Context) error {
-	cc, err := udp.Dial(d.f.server,
-		options.WithMux(d.f.router),
-		options.WithDialer(d.f.dialer),
-		options.WithPeriodicRunner(d.f.rt.periodicRunner),
-		options.WithErrors(func(err error) { d.f.log.Debug("coap", "endpoint", d.endpoint, "error", err) }),
-		optRequestMonitor(monitorIncoming),
-	)
+	cc, err := d.connect(ctx)
 	if err != nil {
 		d.f.stats.regFailed.Add(1)
 		d.f.stats.errors.Add(1)
-		return fmt.Errorf("sim: dial %s: %w", d.f.server, err)
+		return err
 	}
 	cc.SetContextValue(deviceKey{}, d)
 	d.cc = cc

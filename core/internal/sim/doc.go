@@ -11,6 +11,15 @@
 // random walk) and 33000 (Binary Payload, an OPAQUE resource whose bytes
 // change; see ddf/33000.xml).
 //
+// Bootstrap and DTLS: a device with a bootstrap server URI
+// (DeviceConfig.Bootstrap) first runs a client-initiated bootstrap
+// (bootstrap.go) and then registers where the written Security and Server
+// instances say. A coaps:// server is reached over DTLS 1.2 with a PSK
+// (pion/dtls, CCM_8/GCM/CBC suites, sending the server's Connection ID);
+// Run derives each device's PSK from patterns (ExpandPSK), and
+// RebindAfter moves a DTLS session to a new source port to exercise
+// Connection IDs (dtls.go).
+//
 // Scale: the devices of a run share one timer heap and one go-coap
 // periodic runner, so a device costs its socket, the two goroutines go-coap
 // runs per connection, and its own state, which is shared copy-on-write

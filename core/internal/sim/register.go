@@ -29,7 +29,7 @@ func (d *Device) register(ctx context.Context, initial bool) error {
 		query("lwm2m=" + d.f.version),
 		query("b=" + d.binding),
 	}
-	if d.f.queue && d.f.version != Version10 {
+	if (d.f.queue || d.queue) && d.f.version != Version10 {
 		q = append(q, query("Q"))
 	}
 	d.mu.Unlock()

@@ -58,6 +58,26 @@ type Config struct {
 	LocalIP string
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+
+	// Bootstrap is the bootstrap server URI; the devices bootstrap first
+	// and Server may be empty (see DeviceConfig.Bootstrap).
+	Bootstrap string
+	// PSKIdentity and PSKKey are patterns of the devices' DTLS credentials
+	// (see ExpandPSK): "{ep}" or "%s" is the endpoint, "{n}" the device
+	// number. With API, PSK devices are provisioned with them as both
+	// their lwm2m and their bootstrap credentials.
+	PSKIdentity, PSKKey string
+	// RebindAfter moves each DTLS session to a new source port this often
+	// (see DeviceConfig.RebindAfter).
+	RebindAfter time.Duration
+}
+
+// psk returns the credentials of device n, or none without patterns.
+func (cfg *Config) psk(endpoint string, n int) (PSK, error) {
+	if cfg.PSKIdentity == "" && cfg.PSKKey == "" {
+		return PSK{}, nil
+	}
+	return ExpandPSK(cfg.PSKIdentity, cfg.PSKKey, endpoint, n)
 }
 
 // Run simulates cfg.Devices devices against cfg.Server until cfg.Duration
@@ -92,8 +112,16 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		RequestTimeout: cfg.RequestTimeout,
 		LocalIP:        cfg.LocalIP,
 		Logger:         cfg.Logger,
+		Bootstrap:      cfg.Bootstrap,
+		RebindAfter:    cfg.RebindAfter,
 	})
 	if err != nil {
+		return Stats{}, err
+	}
+	// Check the credential patterns once rather than per device.
+	if psk, err := cfg.psk(cfg.Prefix+strconv.Itoa(cfg.Start), cfg.Start); err != nil {
+		return Stats{}, err
+	} else if err := f.checkPSK(psk); err != nil {
 		return Stats{}, err
 	}
 	endpoint := func(i int) string { return cfg.Prefix + strconv.Itoa(cfg.Start+i) }
@@ -177,10 +205,11 @@ func startDevices(ctx context.Context, f *fleet, cfg Config, endpoint func(int) 
 			break
 		}
 		wg.Add(1)
-		go func(ep string) {
+		go func(ep string, n int) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			d := f.newDevice(ep)
+			d.psk, _ = cfg.psk(ep, n) // checked by Run
 			// A Register on its way finishes even when the run is being
 			// stopped: the server may have registered the device already,
 			// and only a finished Register can be undone by De-register.
@@ -196,7 +225,7 @@ func startDevices(ctx context.Context, f *fleet, cfg Config, endpoint func(int) 
 				return
 			}
 			devices = append(devices, d)
-		}(endpoint(i))
+		}(endpoint(i), cfg.Start+i)
 	}
 	wg.Wait()
 	if firstErr == nil && len(devices) == 0 {
