@@ -42,6 +42,8 @@ func run(args []string) error {
 	var logLevel, debugAddr string
 	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "REST API listen address")
 	fs.StringVar(&cfg.CoAPAddr, "coap", ":5783", "LwM2M server CoAP/UDP listen address")
+	fs.StringVar(&cfg.CoAPSAddr, "coaps", ":5784", "LwM2M server CoAP/DTLS (PSK) listen address; empty turns it off")
+	fs.DurationVar(&cfg.DTLSSessionTimeout, "dtls-session-timeout", 24*time.Hour, "end a DTLS session after this long without traffic (the device then handshakes again)")
 	fs.StringVar(&cfg.Store, "store", "bolt:./data/lwm2md.db", "store: bolt:PATH (embedded) or redis://HOST:PORT/DB")
 	fs.StringVar(&cfg.AdminPassword, "admin-password", "", "password of management/admin, applied on first start (generated and printed once if empty)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -79,6 +81,9 @@ func run(args []string) error {
 	}
 	defer srv.Close()
 	fmt.Printf("lwm2md: REST API on http://%s, LwM2M server on coap://%s, store %s\n", srv.HTTPAddr(), srv.CoAPAddr(), cfg.Store)
+	if a := srv.CoAPSAddr(); a != "" {
+		fmt.Printf("lwm2md: LwM2M server on coaps://%s\n", a)
+	}
 	if a := srv.BootstrapAddr(); a != "" {
 		fmt.Printf("lwm2md: bootstrap server on coap://%s\n", a)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
 	"github.com/lwm2md/lwm2md/core/internal/registry"
 	"github.com/lwm2md/lwm2md/core/internal/store"
+	"github.com/lwm2md/lwm2md/core/internal/transport"
 )
 
 // Errors returned by Client methods. They are wrapped with %w; test with
@@ -105,10 +106,55 @@ type Registrations interface {
 	Awake(reg *registry.Registration) bool
 }
 
-// Conns gives the go-coap connection to a peer on the server's own socket,
-// so that requests leave from the address the device registered to.
+// Conns gives the go-coap connection to the device of a registration:
+// over plain UDP a conn on the server's own socket to the registered
+// address, so that requests leave from the address the device registered
+// to; over DTLS the conn of the device's session. Transports is the
+// server's implementation.
 type Conns interface {
+	ConnFor(reg *registry.Registration) (*udpclient.Conn, error)
+}
+
+// UDPConns gives conns to peer addresses on a UDP socket
+// (transport.Server).
+type UDPConns interface {
 	Conn(addr *net.UDPAddr) (*udpclient.Conn, error)
+}
+
+// SessionConns gives the conn of the DTLS session of a PSK identity
+// (transport.DTLSServer).
+type SessionConns interface {
+	Conn(identity string) (*udpclient.Conn, error)
+}
+
+// Transports is Conns over the server's transports: a registration made
+// over DTLS gets the conn of its device's session (by PSK identity,
+// wherever the device's datagrams come from now), any other the UDP conn
+// to its registered address. DTLS may be nil when the server has no DTLS
+// port.
+type Transports struct {
+	UDP  UDPConns
+	DTLS SessionConns
+}
+
+var _ Conns = Transports{}
+
+// ConnFor implements Conns.
+func (t Transports) ConnFor(reg *registry.Registration) (*udpclient.Conn, error) {
+	if reg.Transport == transport.TransportDTLS {
+		if t.DTLS == nil {
+			return nil, errors.New("registered over dtls, and the server has no dtls port")
+		}
+		return t.DTLS.Conn(reg.PSKIdentity)
+	}
+	ap, err := netip.ParseAddrPort(reg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("bad address %q: %w", reg.Address, err)
+	}
+	if t.UDP == nil {
+		return nil, errors.New("the server has no udp port")
+	}
+	return t.UDP.Conn(net.UDPAddrFromAddrPort(ap))
 }
 
 // Options tune a Client.
@@ -182,13 +228,9 @@ func (c *Client) target(ctx context.Context, ep string) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	ap, err := netip.ParseAddrPort(reg.Address)
+	cc, err := c.conns.ConnFor(reg)
 	if err != nil {
-		return nil, fmt.Errorf("registration of %q has a bad address %q: %w", ep, reg.Address, err)
-	}
-	cc, err := c.conns.Conn(net.UDPAddrFromAddrPort(ap))
-	if err != nil {
-		return nil, fmt.Errorf("connection to %q at %s: %w", ep, reg.Address, err)
+		return nil, fmt.Errorf("connection to %q at %s (%s): %w", ep, reg.Address, reg.Transport, err)
 	}
 	return &target{reg: reg, cc: cc}, nil
 }

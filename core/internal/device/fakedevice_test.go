@@ -65,27 +65,9 @@ type watcher struct {
 
 func newFakeDevice(t testing.TB, server string) *fakeDevice {
 	t.Helper()
-	d := &fakeDevice{
-		t:        t,
-		values:   map[lwm2m.Path]lwm2m.Value{},
-		raw:      map[lwm2m.Path]rawAnswer{},
-		watchers: map[string]*watcher{},
-		links:    map[lwm2m.Path]string{},
-		resets:   make(chan uint16, 16),
-		nextInst: 7,
-	}
-	d.values[lwm2m.MustParsePath("/3/0/0")] = lwm2m.String("Open Mobile Alliance")
-	d.values[lwm2m.MustParsePath("/3/0/1")] = lwm2m.String("Lightweight M2M Client")
-	d.values[lwm2m.MustParsePath("/3/0/9")] = lwm2m.Integer(100)
-	d.values[lwm2m.MustParsePath("/3/0/14")] = lwm2m.String("+01:00")
-	d.values[lwm2m.MustParsePath("/3303/0/5700")] = lwm2m.Float(21.5)
-	d.links[lwm2m.MustParsePath("/3")] = `</3>;ver=1.1,</3/0/0>,</3/0/9>;pmin=10;pmax=60,</3/0/14>`
-
-	router := mux.NewRouter()
-	router.DefaultHandleFunc(d.serve)
-	router.HandleFunc("/3/0/4", d.execute) // Reboot
+	d := newFakeModel(t)
 	cc, err := udp.Dial(server,
-		options.WithMux(router),
+		options.WithMux(d.router()),
 		options.WithErrors(func(error) {}),
 		options.WithRequestMonitor(func(_ *udpclient.Conn, m *pool.Message) (bool, error) {
 			if m.Type() == message.Reset {
@@ -103,6 +85,34 @@ func newFakeDevice(t testing.TB, server string) *fakeDevice {
 	d.addr = cc.LocalAddr().String()
 	t.Cleanup(func() { _ = cc.Close() })
 	return d
+}
+
+// newFakeModel is a fake device not yet connected.
+func newFakeModel(t testing.TB) *fakeDevice {
+	d := &fakeDevice{
+		t:        t,
+		values:   map[lwm2m.Path]lwm2m.Value{},
+		raw:      map[lwm2m.Path]rawAnswer{},
+		watchers: map[string]*watcher{},
+		links:    map[lwm2m.Path]string{},
+		resets:   make(chan uint16, 16),
+		nextInst: 7,
+	}
+	d.values[lwm2m.MustParsePath("/3/0/0")] = lwm2m.String("Open Mobile Alliance")
+	d.values[lwm2m.MustParsePath("/3/0/1")] = lwm2m.String("Lightweight M2M Client")
+	d.values[lwm2m.MustParsePath("/3/0/9")] = lwm2m.Integer(100)
+	d.values[lwm2m.MustParsePath("/3/0/14")] = lwm2m.String("+01:00")
+	d.values[lwm2m.MustParsePath("/3303/0/5700")] = lwm2m.Float(21.5)
+	d.links[lwm2m.MustParsePath("/3")] = `</3>;ver=1.1,</3/0/0>,</3/0/9>;pmin=10;pmax=60,</3/0/14>`
+	return d
+}
+
+// router serves the device's data model.
+func (d *fakeDevice) router() *mux.Router {
+	router := mux.NewRouter()
+	router.DefaultHandleFunc(d.serve)
+	router.HandleFunc("/3/0/4", d.execute) // Reboot
+	return router
 }
 
 func (d *fakeDevice) value(p lwm2m.Path) lwm2m.Value {

@@ -175,7 +175,7 @@ func startEnv(t testing.TB, addr, dbPath string, regs *regMap, sink *sinkRec) *e
 	e := &env{t: t, addr: l.LocalAddr().String(), dbPath: dbPath, st: st, regs: regs, sink: sink, done: make(chan struct{})}
 	router := mux.NewRouter()
 	e.srv = udp.NewServer(options.WithMux(router), options.WithErrors(func(error) {}))
-	e.client = New(regs, serverConns{e.srv}, testTypes, st, sink, Options{DefaultTimeout: 5 * time.Second, Logger: quietLogger()})
+	e.client = New(regs, Transports{UDP: serverConns{e.srv}}, testTypes, st, sink, Options{DefaultTimeout: 5 * time.Second, Logger: quietLogger()})
 	router.Use(e.client.Middleware)
 	if err := router.Handle("/dp", mux.HandlerFunc(e.client.HandleSend)); err != nil {
 		t.Fatal(err)

@@ -134,7 +134,7 @@ func TestReadErrorsIntegration(t *testing.T) {
 		}
 	})
 	t.Run("default timeout applies without deadline", func(t *testing.T) {
-		c := New(e.regs, serverConns{e.srv}, nil, e.st, nil, Options{DefaultTimeout: 200 * time.Millisecond, Logger: quietLogger()})
+		c := New(e.regs, Transports{UDP: serverConns{e.srv}}, nil, e.st, nil, Options{DefaultTimeout: 200 * time.Millisecond, Logger: quietLogger()})
 		if err := c.Delete(context.Background(), "mute", p("/3/0")); !errors.Is(err, ErrTimeout) {
 			t.Fatalf("err = %v, want ErrTimeout", err)
 		}

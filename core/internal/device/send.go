@@ -1,6 +1,7 @@
 package device
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,7 +12,9 @@ import (
 
 	"github.com/lwm2md/lwm2md/core/internal/codec"
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
+	"github.com/lwm2md/lwm2md/core/internal/registry"
 	"github.com/lwm2md/lwm2md/core/internal/store"
+	"github.com/lwm2md/lwm2md/core/internal/transport"
 )
 
 // HandleSend is the CoAP handler of LwM2M 1.1 Send (POST /dp): it finds the
@@ -28,7 +31,7 @@ func (c *Client) HandleSend(w mux.ResponseWriter, r *mux.Message) {
 	}
 	ctx := r.Context()
 	addr := peer(w)
-	reg, err := c.regs.ByAddress(ctx, addr)
+	reg, err := c.sender(ctx, addr)
 	if errors.Is(err, store.ErrNotFound) {
 		answer(w, codes.Forbidden, "no registration for "+addr+"; register first")
 		return
@@ -63,6 +66,32 @@ func (c *Client) HandleSend(w mux.ResponseWriter, r *mux.Message) {
 	}
 	c.emit(ctx, reg, SourceSend, recs)
 	answer(w, codes.Changed, "")
+}
+
+// sender finds the registration of the device that sent a request: over
+// DTLS the one its PSK identity made (the address may have changed since,
+// under a Connection ID), over UDP the one made from its address. A
+// registration made over the other transport is not the sender's.
+func (c *Client) sender(ctx context.Context, addr string) (*registry.Registration, error) {
+	pi := transport.PeerFrom(ctx)
+	var reg *registry.Registration
+	var err error
+	if pi.Transport == transport.TransportDTLS && pi.Owner.Endpoint != "" {
+		reg, err = c.regs.ByEndpoint(ctx, pi.Owner.Endpoint)
+	} else {
+		reg, err = c.regs.ByAddress(ctx, addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t := reg.Transport
+	if t == "" {
+		t = transport.TransportUDP
+	}
+	if t != pi.Transport || reg.PSKIdentity != pi.Identity {
+		return nil, fmt.Errorf("registration of %s was made over %s: %w", reg.Endpoint, t, store.ErrNotFound)
+	}
+	return reg, nil
 }
 
 // sendable checks that every value of a Send names a resource.

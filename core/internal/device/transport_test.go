@@ -37,7 +37,7 @@ func startTransport(t *testing.T, addr, dbPath string, regs *regMap, sink *sinkR
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	c = New(regs, srv, testTypes, st, sink, Options{DefaultTimeout: 5 * time.Second, Logger: quietLogger()})
+	c = New(regs, Transports{UDP: srv}, testTypes, st, sink, Options{DefaultTimeout: 5 * time.Second, Logger: quietLogger()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -13,6 +13,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/mux"
 
 	"github.com/lwm2md/lwm2md/core/internal/store"
+	"github.com/lwm2md/lwm2md/core/internal/transport"
 )
 
 // maxPayload bounds a Register/Update payload read into memory; the
@@ -150,6 +151,11 @@ func (r *Registry) serveRegister(ctx context.Context, w mux.ResponseWriter, m *m
 	if err != nil {
 		return fmt.Errorf("look up endpoint %s: %w", req.endpoint, err)
 	}
+	pi := r.peer(ctx)
+	if err := admit(pi, req.endpoint, ref); err != nil {
+		r.log.Info("register refused", "endpoint", req.endpoint, "transport", pi.Transport, "identity", pi.Identity, "addr", peerAddr(w), "reason", err.Error())
+		return err
+	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	reg := &Registration{
 		ID:           newID(),
@@ -166,7 +172,8 @@ func (r *Registry) serveRegister(ctx context.Context, w mux.ResponseWriter, m *m
 		Links:        req.payload,
 		Formats:      req.links.formats,
 		Address:      peerAddr(w),
-		Transport:    r.opts.Transport,
+		Transport:    pi.Transport,
+		PSKIdentity:  pi.Identity,
 		RegisteredAt: now,
 		AwakeTime:    req.awakeTime,
 	}
@@ -195,7 +202,13 @@ func (r *Registry) serveUpdate(ctx context.Context, w mux.ResponseWriter, m *mux
 		return err
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
+	pi := r.peer(ctx)
 	reg, err := r.update(ctx, id, peerAddr(w), now, func(reg *Registration) error {
+		if !sameSession(reg, pi) {
+			r.log.Info("update refused: not the transport of the registration", "endpoint", reg.Endpoint, "id", reg.ID,
+				"registered", reg.Transport, "transport", pi.Transport, "identity", pi.Identity)
+			return errUnknown
+		}
 		u, err := parseUpdate(&q, payload, reg)
 		if err != nil {
 			return err
@@ -238,6 +251,7 @@ func (r *Registry) serveUpdate(ctx context.Context, w mux.ResponseWriter, m *mux
 }
 
 func (r *Registry) serveDeregister(ctx context.Context, w mux.ResponseWriter, id string) error {
+	pi := r.peer(ctx)
 	reg, err := r.remove(ctx, func(tx store.Tx) (*Registration, error) {
 		reg, err := getReg(tx, id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -245,6 +259,11 @@ func (r *Registry) serveDeregister(ctx context.Context, w mux.ResponseWriter, id
 		}
 		if err == nil && !live(reg, time.Now()) {
 			return nil, errUnknown // Run removes it and tells the listeners
+		}
+		if err == nil && !sameSession(reg, pi) {
+			r.log.Info("de-register refused: not the transport of the registration", "endpoint", reg.Endpoint, "id", reg.ID,
+				"registered", reg.Transport, "transport", pi.Transport, "identity", pi.Identity)
+			return nil, errUnknown
 		}
 		return reg, err
 	})
@@ -257,6 +276,47 @@ func (r *Registry) serveDeregister(ctx context.Context, w mux.ResponseWriter, id
 	r.log.Debug("deregistered", "endpoint", reg.Endpoint, "id", reg.ID)
 	r.events.deregistered(reg, false)
 	return nil
+}
+
+// peer is how the requester is connected; requests without a
+// transport.PeerInfo came over plain UDP (Options.Transport).
+func (r *Registry) peer(ctx context.Context) transport.PeerInfo {
+	pi, ok := transport.LookupPeer(ctx)
+	if !ok {
+		pi.Transport = r.opts.Transport
+	}
+	return pi
+}
+
+// admit checks that a device may register endpoint ep over the transport
+// pi describes: over DTLS the endpoint must be the one of the PSK identity
+// the session was made with; over plain UDP the device must not be a PSK
+// device (a NO_SEC Register must not take over a PSK device's endpoint).
+func admit(pi transport.PeerInfo, ep string, ref DeviceRef) error {
+	if pi.Transport == transport.TransportDTLS {
+		if ref.PSKIdentity == "" || ref.PSKIdentity != pi.Identity || (pi.Owner.Endpoint != "" && pi.Owner.Endpoint != ep) {
+			return &requestError{code: codes.Forbidden, msg: "endpoint " + ep + " does not belong to the PSK identity of this DTLS session"}
+		}
+		return nil
+	}
+	if ref.SecurityMode == SecurityPSK {
+		return &requestError{code: codes.Forbidden, msg: "endpoint " + ep + " uses security mode PSK: register over DTLS (coaps)"}
+	}
+	return nil
+}
+
+// sameSession reports whether a request for reg (Update, De-register) came
+// over the kind of transport reg was registered over, and over DTLS with
+// the same PSK identity. Otherwise the registration is answered as unknown
+// (4.04): that tells nothing about registrations of other devices, and a
+// client that gets 4.04 for its Update registers again, through the checks
+// of Register.
+func sameSession(reg *Registration, pi transport.PeerInfo) bool {
+	t := reg.Transport
+	if t == "" {
+		t = transport.TransportUDP
+	}
+	return t == pi.Transport && reg.PSKIdentity == pi.Identity
 }
 
 func (r *Registry) respondError(w mux.ResponseWriter, err error) {

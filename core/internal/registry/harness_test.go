@@ -116,6 +116,16 @@ func (d *directory) add(ep, tenant, device string) {
 	d.m[ep] = DeviceRef{Tenant: tenant, DeviceID: device}
 }
 
+// addPSK admits ep as a PSK device with a server PSK identity.
+func (d *directory) addPSK(ep, tenant, device, identity string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[string]DeviceRef{}
+	}
+	d.m[ep] = DeviceRef{Tenant: tenant, DeviceID: device, SecurityMode: SecurityPSK, PSKIdentity: identity}
+}
+
 func (d *directory) LookupEndpoint(_ context.Context, ep string) (DeviceRef, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -176,6 +186,7 @@ func (r *recorder) none(t *testing.T, d time.Duration) {
 // harness is a Registry served over real UDP by a transport.Server.
 type harness struct {
 	reg    *Registry
+	router *mux.Router
 	srv    *transport.Server
 	dir    *directory
 	events *recorder
@@ -194,6 +205,7 @@ func newHarness(t testing.TB, st store.Store, opts Options) *harness {
 	if err := h.reg.Mount(router); err != nil {
 		t.Fatal(err)
 	}
+	h.router = router
 	h.srv = transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: mux.ToHandler[*udpclient.Conn](router), Logger: opts.Logger})
 	if err := h.srv.Listen(); err != nil {
 		t.Fatal(err)

@@ -14,23 +14,27 @@ import (
 // Registration is one live registration of an LwM2M client. It is stored as
 // JSON; the field names are the REST API's (GET /lwm2m/registrations).
 type Registration struct {
-	ID           string       `json:"registrationId"`
-	Endpoint     string       `json:"endpoint"`
-	Tenant       string       `json:"tenant"`
-	DeviceID     string       `json:"deviceId"` // managed object id
-	Version      string       `json:"lwm2mVersion"`
-	Lifetime     int64        `json:"lifetime"` // seconds
-	Binding      string       `json:"binding"`
-	QueueMode    bool         `json:"queueMode"`
-	SMS          string       `json:"sms,omitempty"`
-	RootPath     string       `json:"rootPath,omitempty"` // alternate path, "/" by default
-	ObjectLinks  []lwm2m.Link `json:"-"`
-	Links        string       `json:"objectLinks"`              // the link-format payload as registered
-	Formats      []uint16     `json:"contentFormats,omitempty"` // root link "ct"
-	Address      string       `json:"address"`                  // "ip:port" the device sent from
-	Transport    string       `json:"transport"`                // "udp" or "dtls"
-	RegisteredAt time.Time    `json:"registeredAt"`
-	LastUpdate   time.Time    `json:"lastUpdate"`
+	ID          string       `json:"registrationId"`
+	Endpoint    string       `json:"endpoint"`
+	Tenant      string       `json:"tenant"`
+	DeviceID    string       `json:"deviceId"` // managed object id
+	Version     string       `json:"lwm2mVersion"`
+	Lifetime    int64        `json:"lifetime"` // seconds
+	Binding     string       `json:"binding"`
+	QueueMode   bool         `json:"queueMode"`
+	SMS         string       `json:"sms,omitempty"`
+	RootPath    string       `json:"rootPath,omitempty"` // alternate path, "/" by default
+	ObjectLinks []lwm2m.Link `json:"-"`
+	Links       string       `json:"objectLinks"`              // the link-format payload as registered
+	Formats     []uint16     `json:"contentFormats,omitempty"` // root link "ct"
+	Address     string       `json:"address"`                  // "ip:port" the device sent from
+	Transport   string       `json:"transport"`                // "udp" or "dtls"
+	// PSKIdentity is the PSK identity of the DTLS session the device
+	// registered over; Update and De-register must come over a session of
+	// the same identity. "" over UDP.
+	PSKIdentity  string    `json:"pskIdentity,omitempty"`
+	RegisteredAt time.Time `json:"registeredAt"`
+	LastUpdate   time.Time `json:"lastUpdate"`
 	// AwakeUntil is the end of the current awake window of a queue-mode
 	// device; requests are sent only before it.
 	AwakeUntil time.Time `json:"awakeUntil,omitzero"`

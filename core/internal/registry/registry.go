@@ -24,10 +24,24 @@ const (
 	bucketAddr   = "reg_addr" // peer "ip:port" → id of the latest registration from there
 )
 
-// DeviceRef names the platform device an endpoint belongs to.
+// DeviceRef names the platform device an endpoint belongs to, and says
+// how it must connect.
 type DeviceRef struct {
 	Tenant, DeviceID string
+	// SecurityMode is the device's LwM2M security mode: SecurityPSK
+	// devices register only over DTLS, with PSKIdentity; "" means
+	// SecurityNoSec.
+	SecurityMode string
+	// PSKIdentity is the device's LwM2M server PSK identity (its
+	// "lwm2m psk_id"); "" for a NO_SEC device.
+	PSKIdentity string
 }
+
+// Security modes of DeviceRef.SecurityMode (the platform's names).
+const (
+	SecurityNoSec = "NO_SEC"
+	SecurityPSK   = "PSK"
+)
 
 // Directory tells which endpoints may register. LookupEndpoint returns an
 // error wrapping store.ErrNotFound for an unknown endpoint (answered 4.03);
@@ -66,7 +80,9 @@ type Options struct {
 	// ExpiryInterval is the period of Run's scan for expired registrations;
 	// default 1s.
 	ExpiryInterval time.Duration
-	// Transport is recorded in registrations; default "udp".
+	// Transport is recorded in registrations whose requests carry no
+	// transport.PeerInfo (go-coap's stock servers in tests); default "udp".
+	// Requests from this server's own transports carry one.
 	Transport string
 }
 

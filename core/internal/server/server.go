@@ -58,6 +58,12 @@ type Config struct {
 	// is known only when the bootstrap sockets are bound to one.
 	BootstrapCoAPAddr, BootstrapCoAPSAddr string
 	PublicHost                            string
+
+	// CoAPSAddr is the LwM2M server's DTLS (PSK) address (cmd/lwm2md:
+	// -coaps :5784); empty leaves the port off. DTLSSessionTimeout ends
+	// DTLS sessions idle that long (0: the transport's 24h).
+	CoAPSAddr          string
+	DTLSSessionTimeout time.Duration
 }
 
 // Server is a running lwm2md. Open builds it and binds its sockets; Run
@@ -70,7 +76,8 @@ type Server struct {
 	registry  *registry.Registry
 	device    *device.Client
 	transport *transport.Server
-	boot      *bootPorts // nil without bootstrap ports
+	dtls      *transport.DTLSServer // nil without CoAPSAddr
+	boot      *bootPorts            // nil without bootstrap ports
 	runner    *operation.Runner
 	http      *http.Server
 	httpLn    net.Listener
@@ -79,12 +86,15 @@ type Server struct {
 	ran       atomic.Bool
 }
 
-// closeTransport releases the CoAP socket of a server that never ran:
-// Serve with a cancelled context closes it at once.
+// closeTransport releases the CoAP sockets of a server that never ran:
+// Serve with a cancelled context closes them at once.
 func (s *Server) closeTransport() {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = s.transport.Serve(ctx)
+	if s.dtls != nil {
+		_ = s.dtls.Serve(ctx)
+	}
 }
 
 // OpenStore opens the store named by spec: "bolt:PATH" (the default
@@ -142,7 +152,7 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		return nil, fmt.Errorf("first-start set-up: %w", err)
 	}
 
-	s.registry = registry.New(st, s.platform, registry.Options{
+	s.registry = registry.New(st, securityDirectory{s.platform}, registry.Options{
 		Logger: log, AwakeTime: cfg.AwakeTime, ExpiryGrace: cfg.ExpiryGrace,
 		ExpiryInterval: cfg.ExpiryInterval, Transport: "udp",
 	})
@@ -150,18 +160,24 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	if err := s.registry.Mount(router); err != nil {
 		return nil, err
 	}
+	// notifications (responses matching no request of this conn) go
+	// to the device client, which knows observations across restarts;
+	// the closure binds s.device, built after the transports
+	responses := mux.ToHandler[*udpclient.Conn](mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) {
+		s.device.HandleResponse(w, r)
+	}))
 	s.transport = transport.New(transport.Config{
-		Addr:    cfg.CoAPAddr,
-		Handler: mux.ToHandler[*udpclient.Conn](router),
-		// notifications (responses matching no request of this conn) go
-		// to the device client, which knows observations across restarts;
-		// the closure binds s.device, built after the transport
-		Responses: mux.ToHandler[*udpclient.Conn](mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) {
-			s.device.HandleResponse(w, r)
-		})),
-		Logger: log,
+		Addr:      cfg.CoAPAddr,
+		Handler:   mux.ToHandler[*udpclient.Conn](router),
+		Responses: responses,
+		Logger:    log,
 	})
-	s.device = device.New(s.registry, s.transport, models, st, s.platform, device.Options{
+	conns := device.Transports{UDP: s.transport}
+	if cfg.CoAPSAddr != "" {
+		s.dtls = newDTLS(cfg, s.platform, mux.ToHandler[*udpclient.Conn](router), responses)
+		conns.DTLS = s.dtls
+	}
+	s.device = device.New(s.registry, conns, models, st, s.platform, device.Options{
 		DefaultTimeout: cfg.RequestTimeout, Logger: log,
 	})
 	if err := router.Handle("/dp", mux.HandlerFunc(s.device.HandleSend)); err != nil {
@@ -191,7 +207,16 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	if err := s.transport.Listen(); err != nil {
 		return nil, fmt.Errorf("coap listen %s: %w", cfg.CoAPAddr, err)
 	}
-	if s.boot, err = openBootstrap(cfg, s.platform, s.transport.Addr(), nil, log); err != nil {
+	var secureAddr net.Addr
+	if s.dtls != nil {
+		if err := s.dtls.Listen(); err != nil {
+			s.dtls = nil
+			s.closeTransport()
+			return nil, fmt.Errorf("coaps listen %s: %w", cfg.CoAPSAddr, err)
+		}
+		secureAddr = s.dtls.Addr()
+	}
+	if s.boot, err = openBootstrap(cfg, s.platform, s.transport.Addr(), secureAddr, log); err != nil {
 		s.closeTransport()
 		return nil, err
 	}
@@ -229,6 +254,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	start("coap", func() error { return s.transport.Serve(ctx) })
+	if s.dtls != nil {
+		start("coaps", func() error { return s.dtls.Serve(ctx) })
+	}
 	start("registry", func() error { return s.registry.Run(ctx) })
 	start("operations", func() error { return s.runner.Run(ctx) })
 	start("http", func() error { return s.http.Serve(s.httpLn) })

@@ -119,8 +119,8 @@ func (p *peer) RemoteAddr() net.Addr {
 	}
 	return p.raddr
 }
-func (p *peer) LocalAddr() net.Addr    { return p.srv.conn.LocalAddr() }
-func (p *peer) NetConn() net.Conn      { return p.srv.conn }
+func (p *peer) LocalAddr() net.Addr { return p.srv.conn.LocalAddr() }
+func (p *peer) NetConn() net.Conn   { return p.srv.conn }
 
 // Run is part of go-coap's Session interface; the server's read loop feeds
 // the conn instead, so Run only waits for the peer to end.
@@ -142,6 +142,9 @@ func (p *peer) WriteMessage(msg *pool.Message) error {
 	if msg.Code() >= codes.GET && msg.Code() < 32 {
 		if msg.Type() == message.Confirmable {
 			p.lastConOut.Store(now)
+		}
+		if p.link != nil {
+			p.link.sess.lastMID.Store(uint32(uint16(msg.MessageID())) + 1)
 		}
 		p.addPending(msg.Token(), uint16(msg.MessageID()), now)
 	}

@@ -1,6 +1,9 @@
-// Package transport is the server's CoAP-over-UDP endpoint: one UDP socket,
-// a go-coap udpclient.Conn per active peer for requests in both directions,
-// block-wise transfers and duplicate detection.
+// Package transport is the server's CoAP endpoints: Server speaks
+// CoAP over UDP, DTLSServer CoAP over DTLS 1.2 with pre-shared keys. Each
+// has one UDP socket and a go-coap udpclient.Conn per active peer for
+// requests in both directions, block-wise transfers and duplicate
+// detection; handlers learn how a peer is connected (UDP, or DTLS with
+// which PSK identity) from PeerFrom(request context).
 //
 // It is built from go-coap v3 pieces rather than on its udp/server.Server,
 // whose read loop walks the whole response cache of a peer on every datagram
@@ -11,6 +14,12 @@
 // IdleTimeout so an idle registered device costs no conn memory. Because the
 // response cache is not part of the conn, a retransmission that arrives after
 // the conn was closed still gets the identical response.
+//
+// DTLSServer runs the same engine (a Server without a socket of its own)
+// under pion/dtls: it routes datagrams itself, by DTLS Connection ID or by
+// address, to pion conns over in-memory packet conns (vconn), keeps
+// handshakes in a bounded table, indexes sessions by PSK identity and parks
+// idle sessions down to their DTLS state (see dtls.go).
 package transport
 
 import (
@@ -373,6 +382,7 @@ func (s *Server) Conn(addr *net.UDPAddr) (*udpclient.Conn, error) {
 	if p == nil {
 		return nil, errors.New("transport: server is not running")
 	}
+	p.Notify() // a request follows: not idle, so not closed under the caller
 	return p.cc, nil
 }
 
@@ -410,7 +420,7 @@ func (s *Server) peerFor(ap netip.AddrPort) (*peer, bool) {
 	if s.ctx.Err() != nil {
 		return nil, false
 	}
-	p = s.newPeer(ap)
+	p = s.newPeer(ap, nil)
 	sh.m[ap] = p
 	return p, true
 }
@@ -425,7 +435,9 @@ func (s *Server) forget(p *peer) {
 	sh.mu.Unlock()
 }
 
-func (s *Server) newPeer(ap netip.AddrPort) *peer {
+// newPeer makes the peer for key ap. getMID, when set, seeds the conn's
+// message IDs (go-coap's process-wide counter otherwise).
+func (s *Server) newPeer(ap netip.AddrPort, getMID func() int32) *peer {
 	p := &peer{srv: s, ap: ap, raddr: net.UDPAddrFromAddrPort(ap), done: make(chan struct{})}
 	p.fresh.Store(true)
 	ctx, cancel := context.WithCancel(s.ctx)
@@ -434,6 +446,9 @@ func (s *Server) newPeer(ap netip.AddrPort) *peer {
 	p.lastActive.Store(time.Now().UnixNano())
 
 	cfg := udpclient.DefaultConfig
+	if getMID != nil {
+		cfg.GetMID = getMID
+	}
 	cfg.Handler = s.handle
 	cfg.Errors = s.coapError
 	cfg.MessagePool = s.pool
