@@ -176,6 +176,7 @@ func (r *Registry) serveRegister(ctx context.Context, w mux.ResponseWriter, m *m
 		PSKIdentity:  pi.Identity,
 		RegisteredAt: now,
 		AwakeTime:    req.awakeTime,
+		DeviceAwake:  millisPtr(ref.AwakeTime),
 	}
 	r.touch(reg, now)
 	replaced, err := r.store(ctx, reg)
@@ -227,7 +228,7 @@ func (r *Registry) serveUpdate(ctx context.Context, w mux.ResponseWriter, m *mux
 			reg.SMS = u.sms
 		}
 		if u.hasAwake {
-			reg.AwakeTime = u.awakeTime
+			reg.AwakeTime = &u.awakeTime
 		}
 		if u.links != nil {
 			reg.Links = u.payload

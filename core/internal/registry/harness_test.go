@@ -116,6 +116,16 @@ func (d *directory) add(ep, tenant, device string) {
 	d.m[ep] = DeviceRef{Tenant: tenant, DeviceID: device}
 }
 
+// addAwake admits ep with the operator's awake time set.
+func (d *directory) addAwake(ep, tenant, device string, awake time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[string]DeviceRef{}
+	}
+	d.m[ep] = DeviceRef{Tenant: tenant, DeviceID: device, AwakeTime: &awake}
+}
+
 // addPSK admits ep as a PSK device with a server PSK identity.
 func (d *directory) addPSK(ep, tenant, device, identity string) {
 	d.mu.Lock()

@@ -106,6 +106,14 @@ func parseLifetime(s string) (int64, error) {
 	return lt, nil
 }
 
+func parseAwakeTimePtr(s string) (*int64, error) {
+	at, err := parseAwakeTime(s)
+	if err != nil {
+		return nil, err
+	}
+	return &at, nil
+}
+
 func parseAwakeTime(s string) (int64, error) {
 	at, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || at < 0 || at > maxLifetime {
@@ -284,7 +292,7 @@ type registerRequest struct {
 	binding   string
 	queue     bool
 	sms       string
-	awakeTime int64
+	awakeTime *int64 // "at", nil when absent
 	hasAwake  bool
 	links     linkInfo
 	payload   string
@@ -327,7 +335,7 @@ func parseRegister(q *query, payload []byte) (registerRequest, error) {
 		r.sms = q.sms
 	}
 	if q.hasAt {
-		if r.awakeTime, err = parseAwakeTime(q.at); err != nil {
+		if r.awakeTime, err = parseAwakeTimePtr(q.at); err != nil {
 			return r, err
 		}
 		r.hasAwake = true

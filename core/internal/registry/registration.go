@@ -39,8 +39,12 @@ type Registration struct {
 	// device; requests are sent only before it.
 	AwakeUntil time.Time `json:"awakeUntil,omitzero"`
 	// AwakeTime is the awake time in seconds the client asked for with the
-	// "at" query parameter, 0 if it did not.
-	AwakeTime int64 `json:"awakeTime,omitempty"`
+	// "at" query parameter, nil if it did not.
+	AwakeTime *int64 `json:"awakeTime,omitempty"`
+	// DeviceAwake is the operator's awake time for the device in
+	// milliseconds (awakeTimeRegistrationParameter) when the registration
+	// was made; it wins over AwakeTime. 0 means always online.
+	DeviceAwake *int64 `json:"deviceAwakeTime,omitempty"`
 	// Expiry is when the registration is removed unless updated: ExpiresAt
 	// plus the expiry grace, in Unix milliseconds. It names the entry in the
 	// store's expiry index.

@@ -35,6 +35,10 @@ type DeviceRef struct {
 	// PSKIdentity is the device's LwM2M server PSK identity (its
 	// "lwm2m psk_id"); "" for a NO_SEC device.
 	PSKIdentity string
+	// AwakeTime, when set, is the operator's awake time for the device
+	// (its awakeTimeRegistrationParameter); it wins over the client's "at"
+	// parameter and Options.AwakeTime. 0 means always online.
+	AwakeTime *time.Duration
 }
 
 // Security modes of DeviceRef.SecurityMode (the platform's names).
@@ -147,12 +151,29 @@ func (r *Registry) touch(reg *Registration, now time.Time) {
 	reg.Expiry = reg.ExpiresAt().Add(r.grace(reg.Lifetime)).UnixMilli()
 	reg.AwakeUntil = time.Time{}
 	if reg.QueueMode {
+		// the operator's setting wins over the client's "at", which wins
+		// over the server default; 0 means always online, that is until
+		// the registration expires
 		awake := r.opts.AwakeTime
-		if reg.AwakeTime > 0 {
-			awake = time.Duration(reg.AwakeTime) * time.Second
+		switch {
+		case reg.DeviceAwake != nil:
+			awake = time.Duration(*reg.DeviceAwake) * time.Millisecond
+		case reg.AwakeTime != nil:
+			awake = time.Duration(*reg.AwakeTime) * time.Second
+		}
+		if awake == 0 {
+			awake = time.Until(time.UnixMilli(reg.Expiry)) + time.Second
 		}
 		reg.AwakeUntil = now.Add(awake)
 	}
+}
+
+func millisPtr(d *time.Duration) *int64 {
+	if d == nil {
+		return nil
+	}
+	ms := d.Milliseconds()
+	return &ms
 }
 
 // Awake reports whether requests may be sent to the device now: always for

@@ -75,7 +75,7 @@ func testRegisterVersions(t *testing.T, b backend) {
 		{
 			name: "alternate root path and ct list", ep: "alt-1",
 			query: "ep=alt-1&lwm2m=1.1&sms=+4912345&at=30", cf: message.AppLinkFormat, payload: `</lwm2m>;rt="oma.lwm2m";ct="60 110",</lwm2m/1/0>,</lwm2m/3/0>`,
-			want: Registration{Version: "1.1", Lifetime: DefaultLifetime, Binding: "U", SMS: "+4912345", AwakeTime: 30, RootPath: "/lwm2m", Formats: []uint16{60, 110}, Links: `</lwm2m>;rt="oma.lwm2m";ct="60 110",</lwm2m/1/0>,</lwm2m/3/0>`},
+			want: Registration{Version: "1.1", Lifetime: DefaultLifetime, Binding: "U", SMS: "+4912345", AwakeTime: ptr[int64](30), RootPath: "/lwm2m", Formats: []uint16{60, 110}, Links: `</lwm2m>;rt="oma.lwm2m";ct="60 110",</lwm2m/1/0>,</lwm2m/3/0>`},
 		},
 		{
 			name: "1.0 queue mode binding without version", ep: "old-1",
@@ -104,7 +104,7 @@ func testRegisterVersions(t *testing.T, b backend) {
 			if got.ID != id || got.Endpoint != tc.ep || got.Tenant != "t1" || got.DeviceID != "dev-"+tc.ep ||
 				got.Version != w.Version || got.Lifetime != w.Lifetime || got.Binding != w.Binding ||
 				got.QueueMode != w.QueueMode || got.SMS != w.SMS || got.RootPath != w.RootPath ||
-				!slices.Equal(got.Formats, w.Formats) || got.Links != w.Links || got.AwakeTime != w.AwakeTime ||
+				!slices.Equal(got.Formats, w.Formats) || got.Links != w.Links || !equalPtr(got.AwakeTime, w.AwakeTime) ||
 				got.Transport != "udp" || got.Address != d.localAddr() {
 				t.Errorf("stored registration\n got %+v\nwant %+v (address %s)", *got, w, d.localAddr())
 			}
@@ -413,15 +413,23 @@ func testQueueMode(t *testing.T, b backend) {
 		query     string
 		queue     bool
 		awakeTime time.Duration // 0: not in queue mode
+		operator  *time.Duration
 	}{
 		{ep: "q10", query: "lwm2m=1.0&b=UQ", queue: true, awakeTime: awake},
 		{ep: "q11", query: "lwm2m=1.1&Q", queue: true, awakeTime: awake},
 		{ep: "at", query: "lwm2m=1.1&Q&at=5", queue: true, awakeTime: 5 * time.Second},
 		{ep: "plain", query: "lwm2m=1.1"},
+		// the device's awakeTimeRegistrationParameter wins over "at"
+		{ep: "operator", query: "lwm2m=1.1&Q&at=5", queue: true, awakeTime: 20 * time.Second, operator: ptr(20 * time.Second)},
+		{ep: "operator-default", query: "lwm2m=1.1&Q", queue: true, awakeTime: 7 * time.Second, operator: ptr(7 * time.Second)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.ep, func(t *testing.T) {
-			h.dir.add(tc.ep, "t1", tc.ep)
+			if tc.operator != nil {
+				h.dir.addAwake(tc.ep, "t1", tc.ep, *tc.operator)
+			} else {
+				h.dir.add(tc.ep, "t1", tc.ep)
+			}
 			d := h.device(t)
 			if tc.ep == "q10" {
 				d = d10
@@ -455,6 +463,12 @@ func testQueueMode(t *testing.T, b backend) {
 				t.Error("awake after its window ended")
 			}
 		})
+	}
+	// an operator's awake time of 0 means always online
+	h.dir.addAwake("always", "t1", "always", 0)
+	h.device(t).mustRegister("ep=always&lwm2m=1.1&Q&lt=300&at=5", "</3/0>")
+	if r := reg("always"); r.AwakeUntil.Before(r.ExpiresAt()) {
+		t.Errorf("awake time 0: window ends %v, before the registration expires %v", r.AwakeUntil, r.ExpiresAt())
 	}
 	before := reg("q10")
 	time.Sleep(2 * time.Millisecond)
@@ -562,4 +576,10 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func equalPtr[T comparable](a, b *T) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }

@@ -2,10 +2,8 @@ package server
 
 import (
 	"context"
-	"strings"
 
 	"github.com/lwm2md/lwm2md/core/internal/platform"
-	"github.com/lwm2md/lwm2md/core/internal/registry"
 	"github.com/lwm2md/lwm2md/core/internal/transport"
 )
 
@@ -32,29 +30,6 @@ func serverPSK(p *platform.Platform) transport.PSKStore {
 		}
 		return e.Key, transport.PSKOwner{Tenant: e.Tenant, DeviceID: e.DeviceID, Endpoint: e.Endpoint}, nil
 	})
-}
-
-// securityDirectory is the platform as registry.Directory, with the
-// device's security mode and server PSK identity filled in from its
-// bootstrap parameters when the platform's LookupEndpoint leaves them out
-// (until it returns them itself, at the cost of a second read).
-type securityDirectory struct{ p *platform.Platform }
-
-func (d securityDirectory) LookupEndpoint(ctx context.Context, endpoint string) (registry.DeviceRef, error) {
-	ref, err := d.p.LookupEndpoint(ctx, endpoint)
-	if err != nil || ref.SecurityMode != "" {
-		return ref, err
-	}
-	prm, err := d.p.BootstrapParameters(ctx, ref.Tenant, ref.DeviceID)
-	if err != nil {
-		return registry.DeviceRef{}, err
-	}
-	ref.SecurityMode = strings.ToUpper(prm.SecurityMode)
-	if ref.SecurityMode == "" {
-		ref.SecurityMode = registry.SecurityNoSec
-	}
-	ref.PSKIdentity = prm.PSKID
-	return ref, nil
 }
 
 // CoAPSAddr is the bound address of the LwM2M server's DTLS port, or ""

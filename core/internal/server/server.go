@@ -152,7 +152,7 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		return nil, fmt.Errorf("first-start set-up: %w", err)
 	}
 
-	s.registry = registry.New(st, securityDirectory{s.platform}, registry.Options{
+	s.registry = registry.New(st, s.platform, registry.Options{
 		Logger: log, AwakeTime: cfg.AwakeTime, ExpiryGrace: cfg.ExpiryGrace,
 		ExpiryInterval: cfg.ExpiryInterval, Transport: "udp",
 	})
