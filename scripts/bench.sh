@@ -21,6 +21,9 @@ bin/lwm2m-bench registrations -devices "$devices" 2>/dev/null
 section "Memory per idle registered device"
 bin/lwm2m-bench memory -devices "$memdevices" 2>/dev/null
 
+section "DTLS-PSK: full handshakes/s against the server vs a bare pion/dtls loop (same run), memory per session"
+go test -run '^$' -bench 'BenchmarkDTLSHandshake|BenchmarkDTLSSessionMemory' -benchtime=5000x ./core/internal/transport/ | grep -E '^Benchmark|ok'
+
 section "Store commits (3 writes + 1 read per transaction, parallel)"
 go test -run '^$' -bench 'BenchmarkUpdateParallel' ./core/internal/store/bolt/ ./core/internal/store/redis/ | grep -E '^Benchmark|ok'
 
