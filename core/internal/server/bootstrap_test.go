@@ -15,12 +15,13 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/sim"
 )
 
-// startWithBootstrap runs a server with both bootstrap ports on loopback.
+// startWithBootstrap runs a server with both bootstrap ports and the
+// LwM2M server's UDP and DTLS ports on loopback.
 func startWithBootstrap(t *testing.T) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := Open(ctx, Config{
-		HTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Store: boltSpec(t),
+		HTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", CoAPSAddr: "127.0.0.1:0", Store: boltSpec(t),
 		BootstrapCoAPAddr: "127.0.0.1:0", BootstrapCoAPSAddr: "127.0.0.1:0",
 		AdminPassword: adminPass, RequestTimeout: 3 * time.Second, AwakeTime: 2 * time.Second,
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -120,12 +121,12 @@ func TestBootstrapRegisterShell(t *testing.T) {
 
 // TestBootstrapPSK: a PSK device is refused on the UDP bootstrap port and
 // bootstraps over DTLS with its bootstrap PSK, getting its LwM2M server
-// PSK written.
+// PSK written; then it registers over DTLS and answers a read.
 func TestBootstrapPSK(t *testing.T) {
 	ts := startWithBootstrap(t)
 	const ep = "bs-psk-1"
 	bsPSK := sim.PSK{Identity: "bs-psk-1-bs", Key: []byte("bootstrap-key-01")}
-	ts.provision(t, map[string]any{
+	id := ts.provision(t, map[string]any{
 		"endpoint": ep, "securityMode": "PSK", "name": ep,
 		"lwm2m psk_id": "bs-psk-1-srv", "lwm2m psk_key": fmt.Sprintf("%x", "server-key-0001"),
 		"bootstrap psk_id": bsPSK.Identity, "bootstrap psk_key": fmt.Sprintf("%x", bsPSK.Key),
@@ -156,14 +157,22 @@ func TestBootstrapPSK(t *testing.T) {
 		if sec == nil {
 			t.Fatalf("no bootstrap: %v", err)
 		}
-		if sec[0][0].Str != fmt.Sprintf("coaps://127.0.0.1:%d", defaultCoAPSPort) || sec[0][2].Int != 0 ||
+		// no lwm2m server uri of its own: the server's DTLS port, at the
+		// address the device reached the bootstrap server at
+		if sec[0][0].Str != "coaps://"+ts.CoAPSAddr() || sec[0][2].Int != 0 ||
 			string(sec[0][3].Bytes) != "bs-psk-1-srv" || string(sec[0][5].Bytes) != "server-key-0001" {
 			t.Errorf("LwM2M server security instance: %v", sec[0])
 		}
-		// Registering over DTLS needs the LwM2M server's DTLS port, which
-		// this server does not run yet: Start stops there.
-		if err != nil && !strings.Contains(err.Error(), fmt.Sprint(defaultCoAPSPort)) {
-			t.Errorf("Start = %v", err)
+		if err != nil {
+			t.Fatalf("register over DTLS after the bootstrap: %v", err)
+		}
+		reg := ts.registration(t, ep)
+		if reg == nil || reg["transport"] != "dtls" || reg["pskIdentity"] != "bs-psk-1-srv" {
+			t.Fatalf("registration %v, want dtls as bs-psk-1-srv", reg)
+		}
+		op := ts.operation(t, id, "read /3/0/2")
+		if cmd, _ := op["c8y_Command"].(map[string]any); op["status"] != "SUCCESSFUL" || cmd["result"] != ep {
+			t.Errorf("read over DTLS: %v %v %v", op["status"], cmd["result"], op["failureReason"])
 		}
 	})
 }
