@@ -26,7 +26,7 @@ test-deps: ## make sure Redis answers on 127.0.0.1:6379 and libcoap's clients ar
 
 test: test-deps ## run every test, including those against real Redis and libcoap
 	@for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) vet ./...) || exit 1; done
-	$(GO) test $(TESTFLAGS) $(addprefix ./,$(addsuffix /...,$(MODULES)))
+	@set -o pipefail; $(GO) test -json $(TESTFLAGS) $(addprefix ./,$(addsuffix /...,$(MODULES))) | GOWORK=off $(GO) run scripts/testsummary/main.go
 
 bench: test-deps build ## print the benchmark figures named by the issues
 	@bash scripts/bench.sh

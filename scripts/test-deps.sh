@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests talk to: a real Redis on 127.0.0.1:6379
-# and libcoap's command-line clients (interop tests). Idempotent.
+# and the interop peers: libcoap's clients and openssl s_client. Idempotent.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v coap-client-notls >/dev/null || need+=(libcoap3-bin)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   echo "installing ${need[*]} from Debian"
