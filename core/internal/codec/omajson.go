@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"strings"
 
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
@@ -147,7 +146,7 @@ func encodeOMAJSON(base lwm2m.Path, recs []lwm2m.Record) ([]byte, error) {
 		default:
 			n, ok := jsonNumber(v)
 			if !ok {
-				return nil, fmt.Errorf("omajson: %v: float %v has no JSON form", r.Path, v.Float)
+				return nil, floatError("omajson", r.Path, v.Float)
 			}
 			e.Value = &n
 		}

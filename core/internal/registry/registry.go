@@ -384,15 +384,7 @@ func (r *Registry) Get(ctx context.Context, id string) (*Registration, error) {
 // ByEndpoint returns the live registration of endpoint ep, or an error
 // wrapping store.ErrNotFound.
 func (r *Registry) ByEndpoint(ctx context.Context, ep string) (*Registration, error) {
-	var reg *Registration
-	err := r.st.View(ctx, func(tx store.Tx) error {
-		id, err := tx.Get(bucketEp, ep)
-		if err != nil {
-			return err
-		}
-		reg, err = getReg(tx, string(id))
-		return err
-	})
+	reg, err := r.byIndex(ctx, bucketEp, ep)
 	if err != nil {
 		return nil, err
 	}
@@ -402,19 +394,26 @@ func (r *Registry) ByEndpoint(ctx context.Context, ep string) (*Registration, er
 	return reg, nil
 }
 
-// ByAddress returns the live registration whose device last sent from
-// addr ("ip:port", as in Registration.Address), or an error wrapping
-// store.ErrNotFound.
-func (r *Registry) ByAddress(ctx context.Context, addr string) (*Registration, error) {
+// byIndex loads the registration whose id the index bucket holds under
+// key, live or not: the callers judge liveness, each in its own terms.
+func (r *Registry) byIndex(ctx context.Context, bucket, key string) (*Registration, error) {
 	var reg *Registration
 	err := r.st.View(ctx, func(tx store.Tx) error {
-		id, err := tx.Get(bucketAddr, addr)
+		id, err := tx.Get(bucket, key)
 		if err != nil {
 			return err
 		}
 		reg, err = getReg(tx, string(id))
 		return err
 	})
+	return reg, err
+}
+
+// ByAddress returns the live registration whose device last sent from
+// addr ("ip:port", as in Registration.Address), or an error wrapping
+// store.ErrNotFound.
+func (r *Registry) ByAddress(ctx context.Context, addr string) (*Registration, error) {
+	reg, err := r.byIndex(ctx, bucketAddr, addr)
 	if err != nil {
 		return nil, err
 	}

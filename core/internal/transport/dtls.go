@@ -177,20 +177,11 @@ func (s *DTLSServer) Listen() error {
 	if s.cfg.PSK == nil {
 		return errors.New("transport: dtls server without a PSK store")
 	}
-	laddr, err := net.ResolveUDPAddr("udp", s.cfg.Addr)
+	c, v6, pktinfo, err := listenUDP(s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("resolve %q: %w", s.cfg.Addr, err)
+		return err
 	}
-	c, err := net.ListenUDP("udp", laddr)
-	if err != nil {
-		return fmt.Errorf("listen %q: %w", s.cfg.Addr, err)
-	}
-	_ = c.SetReadBuffer(4 << 20) // handshake bursts, as for the UDP server
-	s.conn = c
-	s.v6 = isV6Socket(c)
-	if laddr.IP == nil || laddr.IP.IsUnspecified() {
-		s.pktinfo = enablePktinfo(c)
-	}
+	s.conn, s.v6, s.pktinfo = c, v6, pktinfo
 	s.eng.mu.Lock()
 	s.eng.conn = c // LocalAddr and NetConn of the CoAP peers
 	s.eng.mu.Unlock()
@@ -233,17 +224,10 @@ func (s *DTLSServer) Serve(ctx context.Context) error {
 	if readers <= 0 {
 		readers = s.eng.cfg.Readers
 	}
-	errc := make(chan error, readers)
-	for range readers {
-		wg.Go(func() { errc <- s.readLoop() })
-	}
+	errc := startReaders(&wg, readers, s.readLoop)
 	s.eng.startEngine(&wg)
 	wg.Go(s.sweepSessions)
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
+	err := untilStopped(ctx, errc)
 	s.mu.Lock()
 	s.cancel()
 	s.mu.Unlock()
@@ -255,9 +239,6 @@ func (s *DTLSServer) Serve(ctx context.Context) error {
 	s.eng.cancel()
 	wg.Wait()
 	s.eng.closePeers()
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
 	return err
 }
 
@@ -318,42 +299,12 @@ func (s *DTLSServer) Handshakes() int {
 }
 
 func (s *DTLSServer) readLoop() error {
-	buf := make([]byte, maxDatagram+1)
-	var oob []byte
-	if s.pktinfo {
-		oob = make([]byte, 128)
-	}
-	for {
-		var (
-			n   int
-			ap  netip.AddrPort
-			dst netip.Addr
-			err error
-		)
-		if s.pktinfo {
-			var oobn int
-			n, oobn, _, ap, err = s.conn.ReadMsgUDPAddrPort(buf, oob)
-			if err == nil {
-				dst = parsePktinfo(oob[:oobn])
-			}
-		} else {
-			n, ap, err = s.conn.ReadFromUDPAddrPort(buf)
+	return readDatagrams(s.ctx, s.conn, s.pktinfo, maxDatagram, func(ap netip.AddrPort, dst netip.Addr, data []byte) {
+		if len(data) > maxDatagram {
+			return
 		}
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		if n > maxDatagram {
-			continue
-		}
-		s.route(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), dst, buf[:n])
-	}
+		s.route(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), dst, data)
+	})
 }
 
 // DTLS record layer constants (RFC 6347, RFC 9146).

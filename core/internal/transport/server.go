@@ -25,7 +25,6 @@ package transport
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -177,24 +176,11 @@ func (s *Server) Listen() error {
 	if s.conn != nil {
 		return nil
 	}
-	laddr, err := net.ResolveUDPAddr("udp", s.cfg.Addr)
+	c, v6, pktinfo, err := listenUDP(s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("resolve %q: %w", s.cfg.Addr, err)
+		return err
 	}
-	c, err := net.ListenUDP("udp", laddr)
-	if err != nil {
-		return fmt.Errorf("listen %q: %w", s.cfg.Addr, err)
-	}
-	// a burst of registrations (a fleet coming back after an outage)
-	// overflows the default 208 KiB buffer, and every dropped datagram
-	// costs its device a 2-3 s retransmission; the kernel caps the size at
-	// net.core.rmem_max
-	_ = c.SetReadBuffer(4 << 20)
-	s.conn = c
-	s.v6 = isV6Socket(c)
-	if laddr.IP == nil || laddr.IP.IsUnspecified() {
-		s.pktinfo = enablePktinfo(c)
-	}
+	s.conn, s.v6, s.pktinfo = c, v6, pktinfo
 	return nil
 }
 
@@ -225,23 +211,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.log.Info("coap listening", "addr", s.conn.LocalAddr().String())
 	var wg sync.WaitGroup
-	errc := make(chan error, s.cfg.Readers)
-	for range s.cfg.Readers {
-		wg.Go(func() { errc <- s.readLoop() })
-	}
+	errc := startReaders(&wg, s.cfg.Readers, s.readLoop)
 	s.startEngine(&wg)
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
+	err := untilStopped(ctx, errc)
 	s.cancel()
 	_ = s.conn.Close()
 	wg.Wait()
 	s.closePeers()
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
 	return err
 }
 
@@ -255,43 +231,14 @@ func (s *Server) startEngine(wg *sync.WaitGroup) {
 }
 
 func (s *Server) readLoop() error {
-	buf := make([]byte, s.cfg.MaxMessageSize+1)
-	var oob []byte
-	if s.pktinfo {
-		oob = make([]byte, 128)
-	}
-	for {
-		var (
-			n   int
-			ap  netip.AddrPort
-			dst netip.Addr
-			err error
-		)
-		if s.pktinfo {
-			var oobn int
-			n, oobn, _, ap, err = s.conn.ReadMsgUDPAddrPort(buf, oob)
-			if err == nil {
-				dst = parsePktinfo(oob[:oobn])
-			}
-		} else {
-			n, ap, err = s.conn.ReadFromUDPAddrPort(buf)
+	limit := int(s.cfg.MaxMessageSize)
+	return readDatagrams(s.ctx, s.conn, s.pktinfo, limit, func(ap netip.AddrPort, dst netip.Addr, data []byte) {
+		if len(data) > limit {
+			s.log.Debug("datagram too large", "peer", ap.String(), "size", len(data))
+			return
 		}
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		if n > int(s.cfg.MaxMessageSize) {
-			s.log.Debug("datagram too large", "peer", ap.String(), "size", n)
-			continue
-		}
-		s.handleDatagram(ap, dst, buf[:n])
-	}
+		s.handleDatagram(ap, dst, data)
+	})
 }
 
 func (s *Server) handleDatagram(ap netip.AddrPort, dst netip.Addr, data []byte) {
