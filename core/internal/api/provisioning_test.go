@@ -11,11 +11,10 @@ import (
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/lwm2md/lwm2md/core/internal/api"
 	"github.com/lwm2md/lwm2md/core/internal/store"
-	"github.com/lwm2md/lwm2md/core/internal/store/redis"
+	"github.com/lwm2md/lwm2md/core/internal/store/redis/redistest"
 )
 
 // Secrets of this suite; the last check shows none left the server.
@@ -32,22 +31,7 @@ const regPath = "/service/lwm2m-agent/deviceRegistration"
 const provisioningRedisDB = 0
 
 func openRedisProvisioning(t *testing.T) store.Store {
-	t.Helper()
-	ctx := context.Background()
-	raw := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379", DB: provisioningRedisDB})
-	if err := raw.FlushDB(ctx).Err(); err != nil {
-		t.Fatalf("redis on 127.0.0.1:6379 (run make test, which starts it): %v", err)
-	}
-	st, err := redis.Open(fmt.Sprintf("redis://127.0.0.1:6379/%d", provisioningRedisDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = st.Close()
-		_ = raw.FlushDB(ctx).Err()
-		_ = raw.Close()
-	})
-	return st
+	return redistest.Open(t, provisioningRedisDB)
 }
 
 // upload posts content as the multipart form field.

@@ -8,11 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/lwm2md/lwm2md/core/internal/platform"
 	"github.com/lwm2md/lwm2md/core/internal/store"
-	"github.com/lwm2md/lwm2md/core/internal/store/redis"
+	"github.com/lwm2md/lwm2md/core/internal/store/redis/redistest"
 )
 
 // provisioningRedisDB is the database of the provisioning tests on the
@@ -20,22 +18,7 @@ import (
 const provisioningRedisDB = 4
 
 func openRedisProvisioning(t testing.TB) store.Store {
-	t.Helper()
-	ctx := context.Background()
-	raw := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379", DB: provisioningRedisDB})
-	if err := raw.FlushDB(ctx).Err(); err != nil {
-		t.Fatalf("redis on 127.0.0.1:6379 (run make test, which starts it): %v", err)
-	}
-	st, err := redis.Open(fmt.Sprintf("redis://127.0.0.1:6379/%d", provisioningRedisDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = st.Close()
-		_ = raw.FlushDB(ctx).Err()
-		_ = raw.Close()
-	})
-	return st
+	return redistest.Open(t, provisioningRedisDB)
 }
 
 // Keys used in the tests: none of them may ever appear in an answer.

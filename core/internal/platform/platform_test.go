@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
@@ -21,7 +20,7 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/rest"
 	"github.com/lwm2md/lwm2md/core/internal/store"
 	"github.com/lwm2md/lwm2md/core/internal/store/bolt"
-	"github.com/lwm2md/lwm2md/core/internal/store/redis"
+	"github.com/lwm2md/lwm2md/core/internal/store/redis/redistest"
 )
 
 // countingStore counts Updates, to show which events write.
@@ -48,24 +47,7 @@ func openBolt(t testing.TB) store.Store {
 // redisDB is this package's own database on the shared test Redis.
 const redisDB = 6
 
-func openRedis(t testing.TB) store.Store {
-	t.Helper()
-	ctx := context.Background()
-	raw := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379", DB: redisDB})
-	if err := raw.FlushDB(ctx).Err(); err != nil {
-		t.Fatalf("redis on 127.0.0.1:6379 (run make test, which starts it): %v", err)
-	}
-	st, err := redis.Open(fmt.Sprintf("redis://127.0.0.1:6379/%d", redisDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = st.Close()
-		_ = raw.FlushDB(ctx).Err()
-		_ = raw.Close()
-	})
-	return st
-}
+func openRedis(t testing.TB) store.Store { return redistest.Open(t, redisDB) }
 
 var quiet = slog.New(slog.DiscardHandler)
 

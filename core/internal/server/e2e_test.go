@@ -16,7 +16,7 @@ import (
 
 	"github.com/lwm2md/lwm2md/core/internal/platform"
 	"github.com/lwm2md/lwm2md/core/internal/sim"
-	goredis "github.com/redis/go-redis/v9"
+	"github.com/lwm2md/lwm2md/core/internal/store/redis/redistest"
 )
 
 const adminPass = "Admin-Pass-123"
@@ -167,18 +167,7 @@ func boltSpec(t *testing.T) string { return "bolt:" + filepath.Join(t.TempDir(),
 
 // redisSpec returns a spec for this test's own database, flushed before
 // and after.
-func redisSpec(t *testing.T, db int) string {
-	t.Helper()
-	rdb := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379", DB: db})
-	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
-		t.Fatalf("redis: %v (make test starts redis-server)", err)
-	}
-	t.Cleanup(func() {
-		rdb.FlushDB(context.Background())
-		rdb.Close()
-	})
-	return fmt.Sprintf("redis://127.0.0.1:6379/%d", db)
-}
+func redisSpec(t *testing.T, db int) string { return redistest.Spec(t, db) }
 
 func freeUDPPort(t *testing.T) string {
 	t.Helper()
