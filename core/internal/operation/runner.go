@@ -27,6 +27,9 @@ type Device interface {
 	WriteAttributes(ctx context.Context, ep string, p lwm2m.Path, attrs device.Attributes) error
 	Observe(ctx context.Context, ep string, p lwm2m.Path) ([]lwm2m.Record, error)
 	CancelObservation(ctx context.Context, ep string, p lwm2m.Path) error
+	// Reachable is a cheap check that the device is registered and awake
+	// (device.ErrNotRegistered, device.ErrAsleep otherwise).
+	Reachable(ctx context.Context, ep string) error
 }
 
 // Endpoints maps a device (managed object) to its LwM2M endpoint name.
@@ -226,7 +229,7 @@ func (r *Runner) drain(ctx context.Context, tenant, deviceID string) bool {
 		}
 		// check reachability before claiming, so an asleep device's
 		// operation stays PENDING rather than bouncing through EXECUTING
-		if err := r.reachable(ctx, ep); err != nil {
+		if err := r.dev.Reachable(ctx, ep); err != nil {
 			return false
 		}
 		claimed, err := r.repo.Transition(ctx, tenant, op.ID, []Status{Pending}, func(o *Operation) { o.Status = Executing })
@@ -244,17 +247,6 @@ func (r *Runner) drain(ctx context.Context, tenant, deviceID string) bool {
 		r.finish(ctx, claimed, result, err)
 	}
 	return true
-}
-
-// reachable is a cheap check that the device is registered and awake; the
-// request itself decides in the end.
-func (r *Runner) reachable(ctx context.Context, ep string) error {
-	if c, ok := r.dev.(interface {
-		Reachable(ctx context.Context, ep string) error
-	}); ok {
-		return c.Reachable(ctx, ep)
-	}
-	return nil
 }
 
 func (r *Runner) finish(ctx context.Context, op *Operation, result string, err error) {
