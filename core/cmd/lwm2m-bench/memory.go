@@ -58,7 +58,7 @@ func memory(ctx context.Context, args []string) error {
 	var busy, after memStats
 	var measureErr error
 	regStart := time.Now()
-	_, err = runWorkers(wctx, &c, "coap://"+coapAddr, []string{"-prefix", "mem-", "-lifetime", "1h"}, func() {
+	_, err = runWorkers(wctx, &c, "coap://"+coapAddr, []string{"-prefix", "mem-", "-lifetime", "1h"}, func([]int) {
 		defer stopWorkers()
 		fmt.Fprintf(os.Stderr, "all %d devices registered in %s; waiting %s for their conns to go idle\n", c.devices, since(regStart), *idle)
 		if busy, measureErr = readMemory(debugAddr); measureErr != nil {
@@ -110,7 +110,12 @@ func readMemory(addr string) (memStats, error) {
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 func saveHeapProfile(addr, file string) error {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	return saveProfile("http://"+addr+"/debug/pprof/heap?gc=1", file)
+}
+
+// saveProfile writes what url answers (a pprof profile) to file.
+func saveProfile(url, file string) error {
+	resp, err := http.Get(url)
 	if err != nil {
 		return err
 	}

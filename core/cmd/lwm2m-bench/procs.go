@@ -71,15 +71,17 @@ func waitUDP(addr string) {
 
 // workers runs the devices in as many worker processes as needed, each on
 // its own loopback address, and collects their results. onAllRegistered,
-// if set, is called once every device registered; the workers then keep
-// running until ctx ends (memory) or their -duration passes.
-func runWorkers(ctx context.Context, c *common, server string, extra []string, onAllRegistered func()) ([]result, error) {
+// if set, is called once every device registered, with the workers'
+// process ids; the workers then keep running until ctx ends (memory) or
+// their -duration passes.
+func runWorkers(ctx context.Context, c *common, server string, extra []string, onAllRegistered func(workers []int)) ([]result, error) {
 	n := (c.devices + c.perProc - 1) / c.perProc
 	var (
 		mu       sync.Mutex
 		results  []result
 		progress = make([]int64, n)
 		fired    bool
+		pids     []int
 		wg       sync.WaitGroup
 		firstErr error
 	)
@@ -99,6 +101,7 @@ func runWorkers(ctx context.Context, c *common, server string, extra []string, o
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
+		pids = append(pids, cmd.Process.Pid)
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
@@ -118,7 +121,7 @@ func runWorkers(ctx context.Context, c *common, server string, extra []string, o
 					}
 					if total >= int64(c.devices) && !fired && onAllRegistered != nil {
 						fired = true
-						go onAllRegistered()
+						go onAllRegistered(pids)
 					}
 					mu.Unlock()
 					continue
@@ -185,3 +188,29 @@ func provision(ctx context.Context, api, user string, from, count int, prefix st
 	wg.Wait()
 	return firstErr
 }
+
+// cpuTime is the CPU time (user and system) process pid has used so far,
+// from /proc; zero where /proc is not available.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// the command name (field 2) may hold spaces: count from its ')'
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times; 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100

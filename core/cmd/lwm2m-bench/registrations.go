@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -20,6 +22,7 @@ func registrations(ctx context.Context, args []string) error {
 	var c common
 	c.flags(fs, 10000)
 	hold := fs.Duration("hold", 3*time.Second, "how long devices stay registered after the last Register (then they de-register)")
+	profiles := fs.String("cpu-profile-dir", "", "write each lwm2md's CPU profile while registering to this directory")
 	fs.Parse(args)
 
 	tmp, err := os.MkdirTemp("", "lwm2m-bench-")
@@ -29,6 +32,7 @@ func registrations(ctx context.Context, args []string) error {
 	defer os.RemoveAll(tmp)
 	coapAddr := fmt.Sprintf("127.0.0.1:%d", c.basePort)
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", c.basePort+1)
+	debugAddr := fmt.Sprintf("127.0.0.1:%d", c.basePort+5)
 	// the run lasts as long as registering takes at 2,000/s plus the hold
 	duration := time.Duration(c.devices/2000)*time.Second + *hold
 	extra := []string{"-duration", duration.String(), "-prefix", "bench-"}
@@ -36,6 +40,9 @@ func registrations(ctx context.Context, args []string) error {
 	type row struct {
 		name string
 		res  aggregate
+		// CPU per registration while registering: the server's, the
+		// simulator's (with its start-up) and Redis's
+		server, sim, redis time.Duration
 	}
 	var rows []row
 	measure := func(name string, setup func() (*child, error)) error {
@@ -45,13 +52,31 @@ func registrations(ctx context.Context, args []string) error {
 		}
 		defer ch.stop()
 		start := time.Now()
-		results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extra, nil)
+		srv0, redis0 := cpuTime(ch.cmd.Process.Pid), redisCPU(ctx, c.redis)
+		if *profiles != "" && name != ceilingName {
+			// registering takes about devices/5000 s here
+			secs := max(1, c.devices/5000)
+			file := filepath.Join(*profiles, strings.NewReplacer(" ", "_", ",", "", "(", "", ")", "").Replace(name)+".pprof")
+			go func() {
+				if err := saveProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debugAddr, secs), file); err != nil {
+					fmt.Fprintln(os.Stderr, "cpu profile:", err)
+				}
+			}()
+		}
+		var srv, sim, redis time.Duration
+		results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extra, func(workers []int) {
+			srv, redis = cpuTime(ch.cmd.Process.Pid)-srv0, redisCPU(ctx, c.redis)-redis0
+			for _, pid := range workers {
+				sim += cpuTime(pid)
+			}
+		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		agg := combine(results)
 		fmt.Fprintf(os.Stderr, "%s: %d registered in %s\n", name, agg.registered, since(start))
-		rows = append(rows, row{name, agg})
+		per := func(d time.Duration) time.Duration { return d / time.Duration(max(agg.registered, 1)) }
+		rows = append(rows, row{name, agg, per(srv), per(sim), per(redis)})
 		return nil
 	}
 
@@ -64,8 +89,11 @@ func registrations(ctx context.Context, args []string) error {
 	}
 	server := func(store string) func() (*child, error) {
 		return func() (*child, error) {
-			ch, err := startChild(ctx, c.binPath("lwm2md"), "-store", store, "-coap", coapAddr, "-http", httpAddr,
-				"-admin-password", benchPass, "-log-level", "warn")
+			args := []string{"-store", store, "-coap", coapAddr, "-http", httpAddr, "-admin-password", benchPass, "-log-level", "warn"}
+			if *profiles != "" {
+				args = append(args, "-debug-addr", debugAddr)
+			}
+			ch, err := startChild(ctx, c.binPath("lwm2md"), args...)
 			if err != nil {
 				return nil, err
 			}
@@ -83,7 +111,7 @@ func registrations(ctx context.Context, args []string) error {
 		}
 	}
 
-	if err := measure("bare go-coap server (ceiling)", echo); err != nil {
+	if err := measure(ceilingName, echo); err != nil {
 		return err
 	}
 	if err := measure("lwm2md, embedded store (bolt)", server("bolt:"+filepath.Join(tmp, "bench.db"))); err != nil {
@@ -100,11 +128,13 @@ func registrations(ctx context.Context, args []string) error {
 	}
 
 	fmt.Printf("\nRegistrations: %d simulated devices, each with its own UDP socket, registering at once (%d in flight per worker)\n", c.devices, 64)
-	fmt.Printf("%-34s %10s %9s %9s %9s %10s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed", "vs bare")
+	fmt.Printf("%-34s %10s %9s %9s %9s %10s %12s %12s %12s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed", "vs bare", "server µs/reg", "Redis µs/reg", "sim µs/reg")
 	ceiling := rows[0].res.perSecond
 	for _, r := range rows {
-		fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d %9.2fx\n", r.name, r.res.perSecond, r.res.p50, r.res.p99, r.res.failed, r.res.perSecond/ceiling)
+		fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d %9.2fx %12.0f %12.0f %12.0f\n", r.name, r.res.perSecond, r.res.p50, r.res.p99, r.res.failed, r.res.perSecond/ceiling,
+			micros(r.server), micros(r.redis), micros(r.sim))
 	}
+	fmt.Println("(µs/reg: CPU time per registration while registering; Redis's counts whatever else uses that Redis)")
 	return nil
 }
 
@@ -126,6 +156,37 @@ func combine(rs []result) aggregate {
 		a.p99 = max(a.p99, r.P99Millis)
 	}
 	return a
+}
+
+const ceilingName = "bare go-coap server (ceiling)"
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// redisCPU is the CPU time the Redis server at url has used so far, from
+// INFO cpu; zero if it cannot be read.
+func redisCPU(ctx context.Context, url string) time.Duration {
+	if url == "" {
+		return 0
+	}
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		return 0
+	}
+	c := goredis.NewClient(opt)
+	defer c.Close()
+	info, err := c.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }
 
 func flushRedis(ctx context.Context, url string) error {

@@ -211,7 +211,7 @@ func (p *Platform) SetBootstrapParameters(ctx context.Context, tenant, id string
 		}
 		r.Updated = now
 		out = bootstrapView(r)
-		return putJSON(tx, bucketMO, moKey(tenant, r.ID), r)
+		return putMO(tx, tenant, r)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set bootstrap parameters: %w", err)

@@ -14,21 +14,21 @@ import (
 // They write only when something changes, so the frequent Updates of a
 // connected device cost one read.
 
-// Registered marks the device CONNECTED.
+// Registered marks the device CONNECTED by its new registration.
 func (p *Platform) Registered(ctx context.Context, reg *registry.Registration, _ *registry.Registration) {
-	p.setConnection(ctx, reg, true)
+	p.setConnection(ctx, reg, true, true)
 }
 
 // Updated marks the device CONNECTED (it may have been marked offline
 // while the server was down).
 func (p *Platform) Updated(ctx context.Context, reg *registry.Registration) {
-	p.setConnection(ctx, reg, true)
+	p.setConnection(ctx, reg, true, false)
 }
 
 // Deregistered marks the device DISCONNECTED, unless a newer registration
 // of it has been seen.
 func (p *Platform) Deregistered(ctx context.Context, reg *registry.Registration, _ bool) {
-	p.setConnection(ctx, reg, false)
+	p.setConnection(ctx, reg, false, false)
 }
 
 // connState is the stored connection status of a device, kept apart from
@@ -58,7 +58,7 @@ func getConn(tx store.Tx, key string) (connState, error) {
 	return c, err
 }
 
-func (p *Platform) setConnection(ctx context.Context, reg *registry.Registration, connected bool) {
+func (p *Platform) setConnection(ctx context.Context, reg *registry.Registration, connected, fresh bool) {
 	if reg == nil || reg.Tenant == "" || reg.DeviceID == "" {
 		return
 	}
@@ -71,29 +71,36 @@ func (p *Platform) setConnection(ctx context.Context, reg *registry.Registration
 	if connected {
 		want = connState{Status: StatusConnected, RegID: reg.ID}
 	}
-	var need bool
-	err := p.st.View(ctx, func(tx store.Tx) error {
+	if connected && !fresh {
+		// an Update of a device shown connected: one read, no write
+		var cur connState
+		err := p.st.View(ctx, func(tx store.Tx) error {
+			var err error
+			cur, err = getConn(tx, key)
+			return err
+		})
+		if err == nil && !connectionChange(cur, reg.ID, true) {
+			return
+		}
+	}
+	err := p.st.Update(ctx, func(tx store.Tx) error {
+		// a device deleted meanwhile keeps no status behind
 		if ok, err := exists(tx, bucketMO, key); err != nil || !ok {
 			if err == nil {
 				err = notFound("managed object " + reg.DeviceID)
 			}
 			return err
 		}
-		cur, err := getConn(tx, key)
-		need = err == nil && connectionChange(cur, reg.ID, connected)
-		return err
+		if !fresh { // a new registration always changes the status
+			cur, err := getConn(tx, key)
+			if err != nil || !connectionChange(cur, reg.ID, connected) {
+				return err
+			}
+		}
+		return putJSON(tx, bucketConn, key, want)
 	})
-	if err == nil && need {
-		// A blind write: a node's registry delivers one endpoint's events in
-		// order, so nothing changed since the read above, and on Redis a
-		// write-only transaction needs no WATCH round trips.
-		err = p.st.Update(ctx, func(tx store.Tx) error {
-			return putJSON(tx, bucketConn, key, want)
-		})
-	}
 	switch {
 	case isNotFound(err):
-		// The device was deleted while registered; nothing to show.
 		p.log.Debug("connection status of a missing device", "endpoint", reg.Endpoint, "tenant", reg.Tenant, "id", reg.DeviceID)
 	case err != nil:
 		p.log.Warn("cannot set connection status", "endpoint", reg.Endpoint, "connected", connected, "err", err)

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"unicode"
 
+	"github.com/lwm2md/lwm2md/core/internal/registry"
 	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
@@ -35,6 +38,67 @@ type deviceInfo struct {
 type binding struct {
 	Tenant   string `json:"tenant"`
 	DeviceID string `json:"deviceId"`
+	// Ref copies what a Register needs from the managed object, so that
+	// it costs one read; putMO keeps it current. nil in bindings written
+	// before it existed: LookupEndpoint then reads the managed object.
+	Ref *endpointRef `json:"ref,omitempty"`
+}
+
+// endpointRef is the part of a device's managed object the registration
+// interface needs.
+type endpointRef struct {
+	SecurityMode string `json:"sm"`
+	PSKIdentity  string `json:"psk,omitempty"`
+	AwakeMs      *int64 `json:"at,omitempty"`
+}
+
+func (e *endpointRef) equal(o *endpointRef) bool {
+	if e == nil || o == nil {
+		return e == o
+	}
+	return e.SecurityMode == o.SecurityMode && e.PSKIdentity == o.PSKIdentity &&
+		(e.AwakeMs == nil) == (o.AwakeMs == nil) && (e.AwakeMs == nil || *e.AwakeMs == *o.AwakeMs)
+}
+
+// refOf derives the registration interface's view of device record r.
+func refOf(tenant string, r *moRecord) *endpointRef {
+	set := settingsOf(tenant, r)
+	ref := &endpointRef{SecurityMode: registry.SecurityNoSec, PSKIdentity: r.Device.params().PSKID}
+	if set.SecurityMode != "" {
+		ref.SecurityMode = strings.ToUpper(set.SecurityMode)
+	}
+	if set.AwakeTime != nil {
+		ms := set.AwakeTime.Milliseconds()
+		ref.AwakeMs = &ms
+	}
+	return ref
+}
+
+// putMO writes managed object r of tenant and, for a device that owns its
+// endpoint, refreshes the copy in the endpoint binding.
+func putMO(tx store.Tx, tenant string, r *moRecord) error {
+	if err := putJSON(tx, bucketMO, moKey(tenant, r.ID), r); err != nil {
+		return err
+	}
+	if r.Device == nil {
+		return nil
+	}
+	var b binding
+	switch err := getJSON(tx, bucketEndpoint, r.Device.Endpoint, &b); {
+	case isNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	}
+	if b.Tenant != tenant || b.DeviceID != strconv.FormatUint(r.ID, 10) {
+		return nil // a duplicate in another tenant: it owns no binding
+	}
+	ref := refOf(tenant, r)
+	if ref.equal(b.Ref) {
+		return nil
+	}
+	b.Ref = ref
+	return putJSON(tx, bucketEndpoint, r.Device.Endpoint, b)
 }
 
 // checkEndpoint allows what a CoAP Uri-Query can carry sensibly: 1..255

@@ -3,7 +3,7 @@ package platform
 import (
 	"context"
 	"fmt"
-	"strings"
+	"time"
 
 	"github.com/lwm2md/lwm2md/core/internal/registry"
 	"github.com/lwm2md/lwm2md/core/internal/store"
@@ -24,19 +24,22 @@ func (p *Platform) LookupEndpoint(ctx context.Context, endpoint string) (registr
 			return err
 		}
 		ref = registry.DeviceRef{Tenant: b.Tenant, DeviceID: b.DeviceID, SecurityMode: registry.SecurityNoSec}
-		r, err := getMO(tx, b.Tenant, b.DeviceID)
-		if err != nil {
-			return err
+		e := b.Ref
+		if e == nil { // a binding from before it carried the ref
+			r, err := getMO(tx, b.Tenant, b.DeviceID)
+			if err != nil {
+				return err
+			}
+			if r.Device == nil {
+				return nil
+			}
+			e = refOf(b.Tenant, r)
 		}
-		if r.Device == nil {
-			return nil
+		ref.SecurityMode, ref.PSKIdentity = e.SecurityMode, e.PSKIdentity
+		if e.AwakeMs != nil {
+			d := time.Duration(*e.AwakeMs) * time.Millisecond
+			ref.AwakeTime = &d
 		}
-		set := settingsOf(b.Tenant, r)
-		if set.SecurityMode != "" {
-			ref.SecurityMode = strings.ToUpper(set.SecurityMode)
-		}
-		ref.PSKIdentity = r.Device.params().PSKID
-		ref.AwakeTime = set.AwakeTime
 		return nil
 	})
 	if err != nil {

@@ -17,7 +17,8 @@ import (
 // operator's awake time as set on the managed object.
 func TestLookupEndpoint(t *testing.T) {
 	ctx := context.Background()
-	p := newPlatform(openBolt(t))
+	st := openBolt(t)
+	p := newPlatform(st)
 	nosec, err := p.RegisterDevice(ctx, "t1", platform.DeviceRequest{Endpoint: "dir-nosec"})
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +54,28 @@ func TestLookupEndpoint(t *testing.T) {
 	}
 	if ref, err = p.LookupEndpoint(ctx, "dir-nosec"); err != nil || ref.AwakeTime == nil || *ref.AwakeTime != 15*time.Second {
 		t.Errorf("awake time after inventory update: %+v %v", ref, err)
+	}
+
+	// bootstrap parameters turn the device into a PSK device
+	if _, err := p.SetBootstrapParameters(ctx, "t1", nosec.ID, map[string]json.RawMessage{
+		"securityMode": json.RawMessage(`"PSK"`), "lwm2m psk_id": json.RawMessage(`"dir-now-psk"`),
+		"lwm2m psk_key": json.RawMessage(`"00112233445566778899aabbccddeeff"`), "bootstrap psk_id": json.RawMessage(`"dir-now-psk-bs"`),
+		"bootstrap psk_key": json.RawMessage(`"ffeeddccbbaa99887766554433221100"`)}); err != nil {
+		t.Fatal(err)
+	}
+	if ref, err = p.LookupEndpoint(ctx, "dir-nosec"); err != nil || ref.SecurityMode != registry.SecurityPSK || ref.PSKIdentity != "dir-now-psk" ||
+		ref.AwakeTime == nil || *ref.AwakeTime != 15*time.Second {
+		t.Errorf("after bootstrap parameters: %+v %v", ref, err)
+	}
+
+	// a binding written before bindings carried the device's settings
+	if err := st.Update(ctx, func(tx store.Tx) error {
+		return tx.Put("platform_endpoint", "dir-psk", []byte(`{"tenant":"t1","deviceId":"`+psk.ID+`"}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ref, err = p.LookupEndpoint(ctx, "dir-psk"); err != nil || ref.SecurityMode != registry.SecurityPSK || ref.PSKIdentity != "dir-psk-id" {
+		t.Errorf("PSK device with an old binding: %+v %v", ref, err)
 	}
 
 	if _, err := p.LookupEndpoint(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {

@@ -235,7 +235,7 @@ func (p *Platform) UpdateManagedObject(ctx context.Context, tenant, id string, b
 			return err
 		}
 		r.Updated = now
-		if err := putJSON(tx, bucketMO, moKey(tenant, r.ID), r); err != nil {
+		if err := putMO(tx, tenant, r); err != nil {
 			return err
 		}
 		mo = r.public()

@@ -23,16 +23,34 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/store/redis/redistest"
 )
 
-// countingStore counts Updates, to show which events write.
+// countingStore counts committed Updates that wrote something, to show
+// which events write.
 type countingStore struct {
 	store.Store
 	updates atomic.Int64
 }
 
 func (c *countingStore) Update(ctx context.Context, fn func(store.Tx) error) error {
-	c.updates.Add(1)
-	return c.Store.Update(ctx, fn)
+	var wrote bool
+	err := c.Store.Update(ctx, func(tx store.Tx) error {
+		w := &writeSpy{Tx: tx}
+		err := fn(w)
+		wrote = w.wrote
+		return err
+	})
+	if err == nil && wrote {
+		c.updates.Add(1)
+	}
+	return err
 }
+
+type writeSpy struct {
+	store.Tx
+	wrote bool
+}
+
+func (w *writeSpy) Put(b, k string, v []byte) error { w.wrote = true; return w.Tx.Put(b, k, v) }
+func (w *writeSpy) Delete(b, k string) error        { w.wrote = true; return w.Tx.Delete(b, k) }
 
 func openBolt(t testing.TB) store.Store {
 	t.Helper()

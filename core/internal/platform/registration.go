@@ -341,7 +341,7 @@ func writeDevice(tx store.Tx, tenant, owner string, id uint64, r *deviceRow, has
 		if _, err := raiseAlarm(tx, tenant, id, DuplicateEndpointAlarm, duplicateEndpointText(r.ID), SeverityMajor, now); err != nil {
 			return nil, err
 		}
-	} else if err := putJSON(tx, bucketEndpoint, r.ID, binding{Tenant: tenant, DeviceID: devID}); err != nil {
+	} else if err := putJSON(tx, bucketEndpoint, r.ID, binding{Tenant: tenant, DeviceID: devID, Ref: refOf(tenant, rec)}); err != nil {
 		return nil, err
 	}
 	if err := putPSKBindings(tx, tenant, devID, r.ID, &params); err != nil {

@@ -186,15 +186,22 @@ func TestExpiryKey(t *testing.T) {
 
 func TestNewID(t *testing.T) {
 	seen := map[string]bool{}
+	prev := ""
 	for range 10000 {
 		id := newID()
-		if len(id) != 10 || strings.Trim(id, idAlphabet) != "" {
+		if len(id) != 17 || strings.Trim(id, idAlphabet) != "" {
 			t.Fatalf("bad id %q", id)
 		}
 		if seen[id] {
 			t.Fatalf("duplicate id %q", id)
 		}
 		seen[id] = true
+		// the time part never goes back, so later ids sort after earlier
+		// ones of another millisecond
+		if prev != "" && id[:9] < prev[:9] {
+			t.Fatalf("id %q sorts before the earlier %q", id, prev)
+		}
+		prev = id
 	}
 }
 

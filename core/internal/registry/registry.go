@@ -487,19 +487,29 @@ func (r *Registry) RemoveEndpoint(ctx context.Context, ep string) error {
 	return nil
 }
 
-// idAlphabet is base32 in lower case; ids are also URI path segments.
-const idAlphabet = "abcdefghijklmnopqrstuvwxyz234567"
+// idAlphabet is base32 with digits first, so that ids sort as their
+// numbers do; ids are also URI path segments.
+const idAlphabet = "0123456789abcdefghijklmnopqrstuv"
 
-// newID returns a random 10-character registration id (50 bits).
+// newID returns a registration id of 17 characters: 9 for the time in
+// milliseconds, then 40 random bits. Ids of registrations made close
+// together sort close together, so a B-tree store appends them instead of
+// touching a random page for each (the embedded store writes every page a
+// commit touched); the random part keeps ids of one millisecond, on any
+// node, apart.
 func newID() string {
-	var b [8]byte
+	var b [5]byte
 	_, _ = rand.Read(b[:]) // never fails (Go 1.24+)
-	v := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-	var out [10]byte
-	for i := range out {
-		out[i] = idAlphabet[v&31]
-		v >>= 5
+	r := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 | uint64(b[4])<<32
+	t := uint64(time.Now().UnixMilli())
+	var out [17]byte
+	for i := 8; i >= 0; i-- {
+		out[i] = idAlphabet[t&31]
+		t >>= 5
+	}
+	for i := 16; i >= 9; i-- {
+		out[i] = idAlphabet[r&31]
+		r >>= 5
 	}
 	return string(out[:])
 }

@@ -93,8 +93,8 @@ func testRegisterVersions(t *testing.T, b backend) {
 				t.Fatalf("code %v, body %q", r.code, r.body)
 			}
 			id, ok := strings.CutPrefix(r.location, "rd/")
-			if !ok || len(id) != 10 {
-				t.Fatalf("location %q, want rd/<10-char id>", r.location)
+			if !ok || len(id) != 17 {
+				t.Fatalf("location %q, want rd/<17-char id>", r.location)
 			}
 			got, err := h.reg.ByEndpoint(context.Background(), tc.ep)
 			if err != nil {
