@@ -33,10 +33,10 @@ var ErrNoSession = errors.New("transport: no dtls session for this identity")
 // defaults.
 type DTLSConfig struct {
 	// Config configures the CoAP side as for a Server. Addr defaults to
-	// ":5784". IdleTimeout is how long a session may be idle before it is
-	// parked: its go-coap conn, goroutines and buffers are released and
-	// only the DTLS state is kept (see BenchmarkDTLSSessionMemory); the
-	// next datagram from the device or request to it resumes the session
+	// ":5784". IdleTimeout is how long a session's CoAP conn stays up
+	// without traffic; after it only the session's keys, counters and
+	// routing entries are kept (see BenchmarkDTLSSessionMemory) and the
+	// next datagram from the device or request to it makes a new conn,
 	// without a handshake. Default 10s.
 	Config
 	// PSK looks up identities during handshakes; required.
@@ -101,11 +101,14 @@ const maxDatagram = 8192
 const maxPlaintext = 4096
 
 // DTLSServer is a CoAP-over-DTLS 1.2 server authenticating clients with
-// pre-shared keys (pion/dtls). It demultiplexes one UDP socket itself: by
-// Connection ID for sessions that negotiated one, else by address, and
-// ClientHellos to a bounded table of handshakes (each answered with a
-// HelloVerifyRequest cookie first). Established sessions are indexed by
-// PSK identity so that requests to a device use its session wherever its
+// pre-shared keys. It demultiplexes one UDP socket itself: by Connection
+// ID for sessions that negotiated one, else by address, and ClientHellos
+// to a bounded table of handshakes (each answered with a
+// HelloVerifyRequest cookie first). pion/dtls runs the handshakes; the
+// established sessions' records are sealed and opened by the server
+// (dtls_record.go) with pion's cipher suites, so that a session needs no
+// pion conn, goroutine or read buffer. Sessions are indexed by PSK
+// identity so that requests to a device use its session wherever its
 // datagrams come from now. Its methods are safe for concurrent use.
 type DTLSServer struct {
 	cfg    DTLSConfig
@@ -153,8 +156,7 @@ func NewDTLS(cfg DTLSConfig) *DTLSServer {
 	s.plaintextMax = int(min(s.eng.cfg.MaxMessageSize, maxPlaintext))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.base = &dtls.Config{
-		// The PSK callback is set per handshake; this one only makes the
-		// config valid for resumed sessions, which never call it.
+		// The PSK callback is set per handshake.
 		PSK:                  func([]byte) ([]byte, error) { return nil, errors.New("no handshake") },
 		CipherSuites:         cfg.CipherSuites,
 		ExtendedMasterSecret: dtls.RequestExtendedMasterSecret,
@@ -253,9 +255,9 @@ func (s *DTLSServer) allSessions() []*session {
 }
 
 // Conn returns the go-coap conn of the DTLS session of a PSK identity,
-// resuming a parked session, so that requests to the device go through
-// its session to wherever it is now. The conn is closed when the session
-// is parked after IdleTimeout, so fetch it per exchange. An error wraps
+// making one for an idle session, so that requests to the device go
+// through its session to wherever it is now. The conn is closed when the
+// session goes idle after IdleTimeout, so fetch it per exchange. An error wraps
 // ErrNoSession when the identity has no session.
 func (s *DTLSServer) Conn(identity string) (*udpclient.Conn, error) {
 	if s.ctx.Err() != nil {
@@ -271,24 +273,24 @@ func (s *DTLSServer) Conn(identity string) (*udpclient.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrNoSession, identity, err)
 	}
-	l.p.Notify() // a request follows: not idle, so not parked under the caller
+	l.p.Notify() // a request follows: not idle, so not closed under the caller
 	return l.p.cc, nil
 }
 
 // Sessions returns the number of live sessions, and how many of them are
-// parked.
-func (s *DTLSServer) Sessions() (live, parked int) {
+// idle (without a CoAP conn).
+func (s *DTLSServer) Sessions() (live, idle int) {
 	for _, sess := range s.allSessions() {
 		sess.mu.Lock()
 		if !sess.ended {
 			live++
 			if sess.link == nil {
-				parked++
+				idle++
 			}
 		}
 		sess.mu.Unlock()
 	}
-	return live, parked
+	return live, idle
 }
 
 // Handshakes returns the number of handshakes in progress.

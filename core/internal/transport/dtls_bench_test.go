@@ -25,8 +25,9 @@ var benchPSK = PSKFunc(func(_ context.Context, identity string) ([]byte, PSKOwne
 // handshakeOnce runs one full client handshake (with cookie exchange and
 // Connection ID) from a fresh socket. With keep, the session is left open
 // on the server: the client's socket is closed before its conn, so no
-// close_notify is sent.
-func handshakeOnce(raddr *net.UDPAddr, identity string, keep bool) error {
+// close_notify is sent. With request, the client sends one CoAP GET over
+// the session and waits for the answer first.
+func handshakeOnce(raddr *net.UDPAddr, identity string, keep, request bool) error {
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return err
@@ -44,6 +45,13 @@ func handshakeOnce(raddr *net.UDPAddr, identity string, keep bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	err = c.HandshakeContext(ctx)
 	cancel()
+	if err == nil && request {
+		// CON GET /a, message ID 0x1234, no token
+		if _, err = c.Write([]byte{0x40, 0x01, 0x12, 0x34, 0xb1, 'a'}); err == nil {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err = c.Read(make([]byte, 1500))
+		}
+	}
 	if keep {
 		pc.Close()
 	}
@@ -61,7 +69,7 @@ func runHandshakes(b *testing.B, raddr *net.UDPAddr, n int) time.Duration {
 	for g := range 16 {
 		wg.Go(func() {
 			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				if err := handshakeOnce(raddr, "bench-"+itoa(g), false); err != nil {
+				if err := handshakeOnce(raddr, "bench-"+itoa(g), false, false); err != nil {
 					failed.Add(1)
 				}
 			}
@@ -152,17 +160,18 @@ func BenchmarkDTLSHandshake(b *testing.B) {
 }
 
 // BenchmarkDTLSSessionMemory measures the server's memory per live
-// session (heap plus goroutine stacks, after GC): "active" right after the
-// handshake, with its pion conn, goroutines and CoAP conn; "parked" once
-// IdleTimeout has passed and only the DTLS state is kept. Each op is one
-// session; run with e.g. -benchtime=2000x.
+// session (heap plus goroutine stacks, after GC), each after a handshake
+// and one CoAP exchange: "active" while the session's CoAP conn is up,
+// "idle" once IdleTimeout has passed and only the session's keys,
+// counters and routing entries are kept. Each op is one session; run with
+// e.g. -benchtime=2000x.
 func BenchmarkDTLSSessionMemory(b *testing.B) {
 	for _, mode := range []struct {
 		name string
 		idle time.Duration
 	}{
 		{name: "active", idle: time.Hour},
-		{name: "parked", idle: 100 * time.Millisecond},
+		{name: "idle", idle: 100 * time.Millisecond},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			s := startDTLS(b, DTLSConfig{PSK: benchPSK, Config: Config{IdleTimeout: mode.idle, SweepInterval: 20 * time.Millisecond}})
@@ -174,7 +183,7 @@ func BenchmarkDTLSSessionMemory(b *testing.B) {
 			for range 8 {
 				wg.Go(func() {
 					for n := next.Add(1); n <= int64(b.N); n = next.Add(1) {
-						if err := handshakeOnce(raddr, "mem-"+itoa(int(n)), true); err != nil {
+						if err := handshakeOnce(raddr, "mem-"+itoa(int(n)), true, true); err != nil {
 							b.Error(err)
 							return
 						}
@@ -184,8 +193,8 @@ func BenchmarkDTLSSessionMemory(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			waitFor(b, func() bool {
-				live, parked := s.Sessions()
-				return live == b.N && (mode.name == "active" || parked == b.N)
+				live, idle := s.Sessions()
+				return live == b.N && (mode.name == "active" || idle == b.N)
 			})
 			after := liveBytes()
 			b.ReportMetric(float64(after-before)/float64(b.N), "bytes/session")
@@ -207,14 +216,13 @@ func liveBytes() int64 {
 }
 
 // BenchmarkDTLSResume measures one CoAP request from a device over its
-// session: "active" with the session's link up, "parked" with the session
-// parked before each request, which then resumes it (pion conn from the
-// saved state, goroutines, CoAP conn).
+// session: "active" with the session's CoAP conn up, "idle" with the conn
+// closed before each request, which then makes a new one.
 func BenchmarkDTLSResume(b *testing.B) {
 	for _, parked := range []bool{false, true} {
 		name := "active"
 		if parked {
-			name = "parked"
+			name = "idle"
 		}
 		b.Run(name, func(b *testing.B) {
 			s := startDTLS(b, DTLSConfig{PSK: benchPSK, Config: Config{IdleTimeout: time.Hour}})
@@ -234,7 +242,7 @@ func BenchmarkDTLSResume(b *testing.B) {
 					waitFor(b, func() bool {
 						sess.mu.Lock()
 						defer sess.mu.Unlock()
-						return sess.link == nil && sess.state != nil
+						return sess.link == nil && !sess.ended
 					})
 					b.StartTimer()
 				}

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -46,6 +48,18 @@ type handshake struct {
 	owner     PSKOwner
 	cid       []byte
 	lookupErr error
+
+	finalMu sync.Mutex
+	final   [][]byte // our last flight, from the ChangeCipherSpec on
+}
+
+// keepFinal keeps a copy of a datagram of our last flight.
+func (h *handshake) keepFinal(b []byte) {
+	h.finalMu.Lock()
+	defer h.finalMu.Unlock()
+	if len(h.final) < 4 {
+		h.final = append(h.final, bytes.Clone(b))
+	}
 }
 
 // startHandshake admits a ClientHello from an address without a handshake
@@ -223,25 +237,45 @@ func (s *DTLSServer) forgetHandshakeLocked(h *handshake) {
 // establish turns a completed handshake into a session, replacing the
 // identity's previous session (the device handshook again) and a session
 // without Connection ID from the same address (it cannot be reached any
-// more).
+// more). The session takes over the records from pion: once it is
+// findable, the handshake's conn gets no more datagrams; what it still
+// holds is handed over, and it is closed without a close_notify.
 func (s *DTLSServer) establish(h *handshake, conn *dtls.Conn) {
+	st, ok := conn.ConnectionState()
+	var rl *recordLayer
+	err := errNotEstablished
+	if ok {
+		rl, err = newRecordLayer(&st)
+	}
+	if err != nil {
+		s.mu.Lock()
+		s.forgetHandshakeLocked(h)
+		s.mu.Unlock()
+		h.vc.gate()
+		_ = conn.Close()
+		_ = h.vc.Close()
+		s.log.Warn("dtls session not established", "identity", h.identity, "peer", h.ap.String(), "err", err)
+		return
+	}
 	id := s.nextID.Add(1)
 	sess := &session{
-		srv: s, key: sessionKey(id), hsAddr: h.ap, identity: h.identity, cid: string(h.cid), la: h.la,
+		srv: s, key: sessionKey(id), hsAddr: h.ap, identity: h.identity, cid: string(h.cid), la: h.la, rl: rl,
 		info: &PeerInfo{Transport: TransportDTLS, Identity: h.identity, Owner: h.owner},
 	}
+	sess.addr.Store(net.UDPAddrFromAddrPort(h.ap))
+	h.finalMu.Lock()
+	sess.final = h.final
+	h.finalMu.Unlock()
 	sess.touch()
-	l := s.newLink(sess, h.vc, conn)
-	sess.mu.Lock()
-	sess.link = l
-	sess.mu.Unlock()
 
 	var old []*session
 	s.mu.Lock()
 	s.forgetHandshakeLocked(h)
 	if s.ctx.Err() != nil {
 		s.mu.Unlock()
-		sess.end()
+		h.vc.gate()
+		_ = conn.Close()
+		_ = h.vc.Close()
 		return
 	}
 	if o := s.byIdentity[sess.identity]; o != nil {
@@ -262,14 +296,34 @@ func (s *DTLSServer) establish(h *handshake, conn *dtls.Conn) {
 	// Only now, with the session findable by identity, may its first
 	// request (a Register) reach the handlers, which may want to answer
 	// with requests of their own through Conn.
-	go s.readLink(l)
+	s.handOver(sess, h, conn)
 	for _, o := range old {
 		o.end()
 	}
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		st, _ := conn.ConnectionState()
-		s.log.Debug("session established", "identity", sess.identity, "peer", h.ap.String(), "cid", sess.cid != "", "suite", st.CipherSuiteID.String())
+	s.log.Debug("session established", "identity", sess.identity, "peer", h.ap.String(), "cid", sess.cid != "", "suite", st.CipherSuiteID.String())
+}
+
+// handOver gives the session what reached the handshake's conn after our
+// last flight (a client may send its first request right behind its
+// Finished, before the session was findable) and closes the conn,
+// silently.
+func (s *DTLSServer) handOver(sess *session, h *handshake, conn *dtls.Conn) {
+	vc := h.vc
+	vc.gate()           // pion writes nothing more, no close_notify either
+	vc.hold.Store(true) // and reads nothing more
+	for _, d := range vc.handTo(sess) {
+		sess.deliverFrom(d)
 	}
+	for drained := false; !drained; {
+		select {
+		case d := <-vc.in:
+			sess.deliverFrom(d)
+		default:
+			drained = true
+		}
+	}
+	_ = conn.Close()
+	_ = vc.Close()
 }
 
 // pionLogger sends pion's log lines to slog at debug level: pion's

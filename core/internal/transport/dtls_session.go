@@ -1,10 +1,10 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -12,16 +12,19 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/protocol"
+	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
 	"github.com/pion/transport/v5/deadline"
 )
 
-// session is one established DTLS association. While the device is active
-// it has a link (a pion conn with its goroutines and a CoAP peer of the
-// engine); after IdleTimeout without traffic the link is closed and only
-// the DTLS state is kept (parked), to be resumed by the next datagram of
-// the device or request to it. The state is restored at most once and the
-// old link never writes after the snapshot, as pion's Resume requires.
+// session is one established DTLS association. pion runs the handshake;
+// from then on the session's records are sealed and opened by its own
+// record layer, so that an established session is its keys, counters and
+// routing entries and nothing else. While the device is active the
+// session also has a link, the CoAP peer of the engine (a go-coap conn);
+// after IdleTimeout without traffic the engine closes it (the session is
+// idle), and the next datagram of the device or request to it makes a new
+// one.
 type session struct {
 	srv      *DTLSServer
 	key      netip.AddrPort // the engine's peer key (see sessionKey)
@@ -30,19 +33,23 @@ type session struct {
 	cid      string // the Connection ID the client sends; "" if none
 	info     *PeerInfo
 	la       *linkAddr
+	rl       *recordLayer
 
-	lastActive atomic.Int64 // unix nanoseconds of the last datagram either way
+	addr       atomic.Pointer[net.UDPAddr] // where the device was last seen
+	lastActive atomic.Int64                // unix nanoseconds of the last datagram either way
 	// lastMID is the last message ID of a request we sent, +1; 0 before
 	// the first. Each link's conn continues from it: a device that
 	// detects duplicates by message ID alone would take a new request
 	// reusing an ID of the last EXCHANGE_LIFETIME for a retransmission.
 	lastMID atomic.Uint32
 
-	mu    sync.Mutex
-	link  *link       // nil while parked
-	state *dtls.State // the parked state, nil while active
-	raddr net.Addr    // where the device was last seen, while parked
-	carry []datagram  // received as the link was parked, for the next one
+	mu   sync.Mutex
+	link *link // nil while idle
+	// final is our last handshake flight (ChangeCipherSpec, Finished),
+	// sent again when the client repeats its own because ours was lost;
+	// dropped once the client's first record under the new keys shows it
+	// arrived.
+	final [][]byte
 	ended bool
 }
 
@@ -61,18 +68,102 @@ func sessionKey(id uint64) netip.AddrPort {
 
 func (sess *session) touch() { sess.lastActive.Store(time.Now().UnixNano()) }
 
-// deliver hands a datagram to the session, resuming it if it is parked.
+// deliver handles one datagram of the session: application data goes to
+// the CoAP engine, a close_notify or fatal alert ends the session, and a
+// repeated last flight of the client's handshake is answered with ours.
 func (sess *session) deliver(b []byte, from netip.AddrPort, dst netip.Addr) {
+	recs, err := recordlayer.ContentAwareUnpackDatagram(b, len(sess.rl.ownCID))
+	if err != nil {
+		return
+	}
+	for _, rec := range recs {
+		if rec[3] == 0 && rec[4] == 0 { // epoch 0: the client's handshake again
+			if protocol.ContentType(rec[0]) == protocol.ContentTypeHandshake {
+				sess.resendFinal(from)
+			}
+			continue
+		}
+		o, ok := sess.rl.open(rec)
+		if !ok {
+			continue
+		}
+		switch o.typ {
+		case protocol.ContentTypeApplicationData:
+			sess.confirmed()
+			if len(o.data) > sess.srv.plaintextMax {
+				sess.srv.log.Debug("dtls record too large", "identity", sess.identity, "size", len(o.data))
+				continue
+			}
+			if o.latest && sess.cid != "" {
+				sess.moved(from) // RFC 9146 §6: only the newest record moves the peer
+			}
+			if dst.IsValid() {
+				sess.la.set(dst, sess.srv.v6)
+			}
+			sess.receive(bytes.Clone(o.data))
+		case protocol.ContentTypeAlert:
+			sess.confirmed()
+			if len(o.data) == 2 && (o.data[0] == 2 || o.data[1] == 0) { // fatal, or close_notify
+				sess.srv.log.Debug("session closed by the client", "identity", sess.identity, "alert", o.data[1])
+				sess.end()
+				return
+			}
+		case protocol.ContentTypeHandshake: // its Finished again
+			sess.resendFinal(from)
+		}
+	}
+}
+
+// deliverFrom delivers a datagram the handshake's conn held.
+func (sess *session) deliverFrom(d datagram) {
+	ap := d.from.(*net.UDPAddr).AddrPort()
+	sess.deliver(d.data, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), netip.Addr{})
+}
+
+// receive hands one CoAP message of the device to the engine.
+func (sess *session) receive(msg []byte) {
 	l, err := sess.activate()
 	if err != nil {
 		return
 	}
 	sess.touch()
-	l.p.Notify() // traffic: the engine must not park the link under this datagram
-	if dst.IsValid() {
-		sess.la.set(dst, sess.srv.v6)
+	l.p.Notify() // traffic: the engine must not close the link under this message
+	sess.srv.eng.feed(l.p, false, msg)
+}
+
+// moved notes the device's address after an authenticated record from it.
+func (sess *session) moved(from netip.AddrPort) {
+	if cur := sess.addr.Load(); cur == nil || cur.AddrPort() != from {
+		sess.addr.Store(net.UDPAddrFromAddrPort(from))
 	}
-	l.vc.push(b, from, dst)
+}
+
+// confirmed drops the saved last flight: the client has the keys.
+func (sess *session) confirmed() {
+	sess.mu.Lock()
+	sess.final = nil
+	sess.mu.Unlock()
+}
+
+// resendFinal answers a client that repeats the last flight of its
+// handshake, as it does when our Finished was lost.
+func (sess *session) resendFinal(to netip.AddrPort) {
+	sess.mu.Lock()
+	final := sess.final
+	sess.mu.Unlock()
+	for _, d := range final {
+		_ = sess.srv.writeTo(d, to, sess.la)
+	}
+}
+
+// send seals one CoAP message and sends it to where the device is.
+func (sess *session) send(msg []byte) error {
+	rec, err := sess.rl.seal(msg)
+	if err != nil {
+		return err
+	}
+	sess.touch()
+	return sess.srv.writeTo(rec, sess.addr.Load().AddrPort(), sess.la)
 }
 
 // waiting reports whether a request of ours on the active link still
@@ -84,52 +175,21 @@ func (sess *session) waiting() bool {
 	return l != nil && l.p.waiting(time.Now().Add(-sess.srv.eng.cfg.MaxRequestWait).UnixNano())
 }
 
-// activate returns the active link, resuming a parked session.
+var errSessionEnded = errors.New("session ended")
+
+// activate returns the active link, making one for an idle session.
 func (sess *session) activate() (*link, error) {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	if l := sess.link; l != nil {
-		if !l.p.closed.Load() {
-			return l, nil
-		}
-		// The engine is closing the link's peer (idle): park it here and
-		// now rather than hand out a conn about to close; peerClosed
-		// then finds the link replaced.
-		sess.parkLocked(l)
+	if sess.ended {
+		return nil, errSessionEnded
 	}
-	if sess.ended || sess.state == nil {
-		return nil, errors.New("session ended")
+	if l := sess.link; l != nil && !l.p.closed.Load() {
+		return l, nil
 	}
-	s := sess.srv
-	st := sess.state
-	sess.state = nil // a state is restored once
-	vc := newVconn(s, sess.la)
-	conn, err := dtls.Resume(st, vc, sess.raddr, s.base) //nolint:staticcheck // the options form builds a config per call
-	if err == nil {
-		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-		err = conn.HandshakeContext(ctx) // completes at once for a resumed state
-		cancel()
-		if err != nil {
-			_ = conn.Close()
-		}
-	}
-	if err != nil {
-		sess.ended = true
-		_ = vc.Close()
-		s.unindex(sess) // lock order: a session's mu before the server's
-		s.log.Warn("cannot resume session", "identity", sess.identity, "err", err)
-		return nil, err
-	}
-	l := s.newLink(sess, vc, conn)
+	l := &link{sess: sess}
+	l.p = sess.srv.eng.attach(sess.key, l, sess.info)
 	sess.link = l
-	for _, d := range sess.carry {
-		select { // carry holds at most one queue's worth
-		case vc.in <- d:
-		default:
-		}
-	}
-	sess.carry = nil
-	go s.readLink(l)
 	return l, nil
 }
 
@@ -142,11 +202,10 @@ func (sess *session) end() {
 	}
 	sess.ended = true
 	l := sess.link
-	sess.link, sess.state = nil, nil
+	sess.link, sess.final = nil, nil
 	sess.mu.Unlock()
 	sess.srv.unindex(sess)
 	if l != nil {
-		l.vc.gate()
 		_ = l.p.Close()
 	}
 }
@@ -181,21 +240,11 @@ func (sess *session) nextMIDs() func() int32 {
 	return func() int32 { return int32((last + 0x7fff) & 0xffff) }
 }
 
-// link is one active incarnation of a session: a pion conn over a vconn
-// and the engine peer (go-coap conn) on top.
+// link is one active period of a session: the engine peer (go-coap conn)
+// whose messages the session seals and opens.
 type link struct {
 	sess *session
-	vc   *vconn
-	conn *dtls.Conn
 	p    *peer
-}
-
-// newLink makes the engine peer for a fresh or resumed pion conn; the
-// caller starts reading with go readLink once the session is findable.
-func (s *DTLSServer) newLink(sess *session, vc *vconn, conn *dtls.Conn) *link {
-	l := &link{sess: sess, vc: vc, conn: conn}
-	l.p = s.eng.attach(sess.key, l, sess.info)
-	return l
 }
 
 // attach makes a peer for a DTLS link under key, replacing an older one.
@@ -215,104 +264,19 @@ func (s *Server) attach(key netip.AddrPort, l *link, info *PeerInfo) *peer {
 	return p
 }
 
-func (l *link) write(b []byte) error {
-	_, err := l.conn.Write(b)
-	return err
-}
+func (l *link) write(b []byte) error { return l.sess.send(b) }
 
-func (l *link) remoteAddr() net.Addr { return l.conn.RemoteAddr() }
-
-// readLink feeds the CoAP messages of a link to its peer until the link
-// ends.
-func (s *DTLSServer) readLink(l *link) {
-	buf := make([]byte, s.plaintextMax) // on the heap: a stack this size would double the goroutine's
-	fails := 0
-	for {
-		n, err := l.conn.Read(buf)
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, dtls.ErrConnClosed) || fails > 16 {
-				s.linkEnded(l, err)
-				return
-			}
-			// a warning alert or an oversized record: the session goes on
-			fails++
-			s.log.Debug("dtls read", "identity", l.sess.identity, "err", err)
-			continue
-		}
-		fails = 0
-		l.vc.settle()
-		p := l.p
-		if p.closed.Load() {
-			// read as the link was being parked: the message belongs to
-			// the session, whose next link answers it
-			if nl, err := l.sess.activate(); err == nil {
-				p = nl.p
-			}
-		}
-		s.eng.feed(p, false, buf[:n])
-	}
-}
-
-// linkEnded ends the session of a link whose pion conn stopped on its own
-// (close_notify, fatal alert); a link that was parked or replaced is not
-// the session's link any more.
-func (s *DTLSServer) linkEnded(l *link, err error) {
-	sess := l.sess
-	sess.mu.Lock()
-	if sess.link != l {
-		sess.mu.Unlock()
-		return
-	}
-	sess.link = nil
-	sess.ended = true
-	sess.mu.Unlock()
-	s.log.Debug("session ended", "identity", sess.identity, "err", err)
-	s.unindex(sess)
-	_ = l.p.Close()
-}
+func (l *link) remoteAddr() net.Addr { return l.sess.addr.Load() }
 
 // peerClosed runs when the engine closed the link's peer: after
-// IdleTimeout (the session is parked) or because the session ended.
+// IdleTimeout (the session goes idle) or because the session ended.
 func (l *link) peerClosed() {
 	sess := l.sess
 	sess.mu.Lock()
 	if sess.link == l {
-		sess.parkLocked(l)
+		sess.link = nil
 	}
-	ended, carried := sess.ended, len(sess.carry) > 0
 	sess.mu.Unlock()
-	if ended {
-		sess.srv.unindex(sess)
-	}
-	l.vc.gate()
-	_ = l.conn.Close()
-	if carried {
-		_, _ = sess.activate() // datagrams arrived as the link was parked
-	}
-}
-
-// parkLocked takes the session's state from its active link l and drops
-// the link; the caller holds sess.mu and closes l.
-func (sess *session) parkLocked(l *link) {
-	sess.link = nil
-	// Gate first, then snapshot: whatever pion writes from now on is
-	// dropped, so no record on the wire reuses a sequence number of the
-	// state that a resumed conn continues from.
-	l.vc.gate()
-	st, ok := l.conn.ConnectionState()
-	if ok && !sess.ended && sess.srv.ctx.Err() == nil {
-		sess.state, sess.raddr = &st, l.conn.RemoteAddr()
-	} else {
-		sess.ended = true
-	}
-	// Datagrams pion has not read yet go to the resumed conn: their
-	// sequence numbers are above the snapshot's replay cutoff.
-	for len(l.vc.in) > 0 {
-		d := <-l.vc.in
-		if !sess.ended {
-			sess.carry = append(sess.carry, d)
-		}
-	}
 }
 
 // linkAddr is the local address a device sends to, for the source address
@@ -339,8 +303,9 @@ type datagram struct {
 	from net.Addr
 }
 
-// vconn is the net.PacketConn a pion conn reads and writes: reads come
-// from the server's router, writes go out of the server's socket.
+// vconn is the net.PacketConn a handshake's pion conn reads and writes:
+// reads come from the server's router, writes go out of the server's
+// socket.
 type vconn struct {
 	srv  *DTLSServer
 	la   *linkAddr
@@ -355,9 +320,15 @@ type vconn struct {
 	hs atomic.Pointer[handshake]
 
 	lastFrom atomic.Pointer[datagram] // the last sender, to reuse its net.Addr
-	entered  atomic.Int64             // ReadFrom calls begun
-	served   atomic.Int64             // datagrams returned by ReadFrom
-	reading  chan struct{}            // signalled as ReadFrom begins, for settle
+
+	// hold: our last flight is out, so whatever the client sends now is
+	// for the session, under the new keys; pion gets none of it (its
+	// handshake is complete), and the session opens it after the
+	// hand-over, as the only reader of those records.
+	hold atomic.Bool
+	mu   sync.Mutex
+	late []datagram // held until the hand-over
+	sess *session   // set at the hand-over
 }
 
 var _ net.PacketConn = (*vconn)(nil)
@@ -367,7 +338,7 @@ var _ net.PacketConn = (*vconn)(nil)
 const vconnQueue = 8
 
 func newVconn(s *DTLSServer, la *linkAddr) *vconn {
-	return &vconn{srv: s, la: la, in: make(chan datagram, vconnQueue), done: make(chan struct{}), rd: deadline.New(), reading: make(chan struct{}, 1)}
+	return &vconn{srv: s, la: la, in: make(chan datagram, vconnQueue), done: make(chan struct{}), rd: deadline.New()}
 }
 
 // push queues a copy of b from from; it never blocks.
@@ -389,47 +360,45 @@ func (v *vconn) push(b []byte, from netip.AddrPort, dst netip.Addr) {
 
 // ReadFrom returns the next datagram routed to the conn.
 func (v *vconn) ReadFrom(b []byte) (int, net.Addr, error) {
-	v.entered.Add(1)
-	select {
-	case v.reading <- struct{}{}:
-	default:
-	}
-	select {
-	case d := <-v.in:
-		v.served.Add(1)
-		return copy(b, d.data), d.from, nil
-	case <-v.done:
-		return 0, nil, net.ErrClosed
-	case <-v.rd.Done():
-		return 0, nil, os.ErrDeadlineExceeded
+	for {
+		select {
+		case d := <-v.in:
+			if v.hold.Load() {
+				v.divert(d)
+				continue
+			}
+			return copy(b, d.data), d.from, nil
+		case <-v.done:
+			return 0, nil, net.ErrClosed
+		case <-v.rd.Done():
+			return 0, nil, os.ErrDeadlineExceeded
+		}
 	}
 }
 
-// settle waits until pion has finished with the datagram whose plaintext
-// was just read: pion moves the peer address of a Connection ID session
-// after handing out the plaintext, and the handler about to run, and its
-// answer, should see the new address. Pion is done with a datagram when
-// it asks for the next one; it may also block handing out a second
-// plaintext of the same datagram, hence the bound.
-func (v *vconn) settle() {
-	target := v.served.Load()
-	if v.entered.Load() > target {
-		return
+// divert keeps a datagram that arrived after our last flight for the
+// session, or hands it over if the session has taken over.
+func (v *vconn) divert(d datagram) {
+	v.mu.Lock()
+	sess := v.sess
+	if sess == nil && len(v.late) < vconnQueue {
+		v.late = append(v.late, d)
 	}
-	var deadline *time.Timer
-	for v.entered.Load() <= target {
-		if deadline == nil {
-			deadline = time.NewTimer(50 * time.Millisecond)
-			defer deadline.Stop()
-		}
-		select {
-		case <-v.reading:
-		case <-v.done:
-			return
-		case <-deadline.C:
-			return
-		}
+	v.mu.Unlock()
+	if sess != nil {
+		sess.deliverFrom(d)
 	}
+}
+
+// handTo makes sess the receiver of diverted datagrams and returns those
+// held so far.
+func (v *vconn) handTo(sess *session) []datagram {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.sess = sess
+	late := v.late
+	v.late = nil
+	return late
 }
 
 // WriteTo sends b to addr from the server's socket, unless the conn was
@@ -449,6 +418,10 @@ func (v *vconn) WriteTo(b []byte, addr net.Addr) (int, error) {
 			h.verified.Store(true)
 		case b[0] == ctChangeCipher:
 			h.finished.Store(true) // our last flight: the client's Finished verified
+			v.hold.Store(true)
+		}
+		if h.finished.Load() {
+			h.keepFinal(b)
 		}
 	}
 	ua, ok := addr.(*net.UDPAddr)

@@ -482,3 +482,124 @@ func TestDTLSParkResumeUnderLoad(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// udpProxy relays datagrams between one client and a server; drop, if
+// set, may hold back a datagram (toClient tells the direction).
+type udpProxy struct {
+	front, back *net.UDPConn
+	mu          sync.Mutex
+	client      *net.UDPAddr
+	drop        func(toClient bool, b []byte) bool
+	seen        [][]byte // client datagrams relayed, in order
+}
+
+func startProxy(t *testing.T, server net.Addr, drop func(toClient bool, b []byte) bool) *udpProxy {
+	t.Helper()
+	front, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := net.DialUDP("udp", nil, server.(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &udpProxy{front: front, back: back, drop: drop}
+	t.Cleanup(func() { front.Close(); back.Close() })
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := front.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			b := bytes.Clone(buf[:n])
+			p.mu.Lock()
+			p.client = from
+			p.seen = append(p.seen, b)
+			p.mu.Unlock()
+			if p.drop == nil || !p.drop(false, b) {
+				_, _ = back.Write(b)
+			}
+		}
+	}()
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, err := back.Read(buf)
+			if err != nil {
+				return
+			}
+			b := bytes.Clone(buf[:n])
+			p.mu.Lock()
+			to := p.client
+			p.mu.Unlock()
+			if to != nil && (p.drop == nil || !p.drop(true, b)) {
+				_, _ = front.WriteToUDP(b, to)
+			}
+		}
+	}()
+	return p
+}
+
+// TestDTLSLostFinished: when the server's last flight is lost, the client
+// repeats its own, and the session (which has taken over from pion by
+// then) answers with the same flight again.
+func TestDTLSLostFinished(t *testing.T) {
+	s := startDTLS(t, DTLSConfig{PSK: newPSKMap("dev-1", "secret-key-1")})
+	var dropped atomic.Int32
+	p := startProxy(t, s.Addr(), func(toClient bool, b []byte) bool {
+		return toClient && b[0] == ctChangeCipher && dropped.Add(1) == 1
+	})
+	c, err := dtlstest.Dial(p.front.LocalAddr().String(), dtlstest.Options{Identity: "dev-1", Key: []byte("secret-key-1")})
+	if err != nil {
+		t.Fatalf("handshake with a lost Finished: %v", err)
+	}
+	defer c.Close()
+	if dropped.Load() < 2 {
+		t.Fatalf("the server sent its last flight %d times, want a second time for the repeated client flight", dropped.Load())
+	}
+	if got := get(t, c.Conn, "/whoami"); got != "dtls dev-1 ep-dev-1" {
+		t.Fatalf("GET after the repeated flight: %q", got)
+	}
+}
+
+// TestDTLSRecordLayer checks the session's own record layer with the keys
+// of a real handshake: a replayed or altered record of the client is not
+// opened, a close_notify from the client ends the session.
+func TestDTLSRecordLayer(t *testing.T) {
+	for _, suite := range DefaultCipherSuites {
+		t.Run(suite.String(), func(t *testing.T) {
+			s := startDTLS(t, DTLSConfig{PSK: newPSKMap("dev-1", "secret-key-1")})
+			p := startProxy(t, s.Addr(), nil)
+			c, err := dtlstest.Dial(p.front.LocalAddr().String(), dtlstest.Options{Identity: "dev-1", Key: []byte("secret-key-1"), CipherSuite: suite})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			get(t, c.Conn, "/a")
+			s.mu.RLock()
+			sess := s.byIdentity["dev-1"]
+			s.mu.RUnlock()
+			p.mu.Lock()
+			last := bytes.Clone(p.seen[len(p.seen)-1]) // the GET, under the session's keys
+			p.mu.Unlock()
+			if last[0] != ctCID {
+				t.Fatalf("the client's GET is a record of type %d, want tls12_cid", last[0])
+			}
+			if _, ok := sess.rl.open(bytes.Clone(last)); ok {
+				t.Error("a replayed record was opened")
+			}
+			altered := bytes.Clone(last)
+			altered[len(altered)-1] ^= 1
+			altered[5+5] ^= 0x7f // and a sequence number not seen yet
+			if _, ok := sess.rl.open(altered); ok {
+				t.Error("an altered record was opened")
+			}
+			get(t, c.Conn, "/a") // the session goes on
+			if err := c.DTLS.Close(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, func() bool { live, _ := s.Sessions(); return live == 0 })
+		})
+	}
+}

@@ -16,10 +16,10 @@
 // the conn was closed still gets the identical response.
 //
 // DTLSServer runs the same engine (a Server without a socket of its own)
-// under pion/dtls: it routes datagrams itself, by DTLS Connection ID or by
-// address, to pion conns over in-memory packet conns (vconn), keeps
-// handshakes in a bounded table, indexes sessions by PSK identity and parks
-// idle sessions down to their DTLS state (see dtls.go).
+// under DTLS: it routes datagrams itself, by DTLS Connection ID or by
+// address, runs handshakes with pion/dtls over in-memory packet conns
+// (vconn) in a bounded table, then protects each session's records itself
+// and indexes sessions by PSK identity (see dtls.go).
 package transport
 
 import (
