@@ -53,6 +53,13 @@ type DTLSConfig struct {
 	// yet answered the HelloVerifyRequest cookie (so spoofed sources cannot
 	// crowd out real clients), or is dropped if there is none. Default 1024.
 	MaxHandshakes int
+	// MaxHandshakesPerIP bounds the handshakes in progress from one IP
+	// address that answered the cookie (so the address is really theirs;
+	// spoofed ClientHellos are bounded by MaxHandshakes). It keeps one
+	// host from taking every handshake slot through many source ports;
+	// devices behind one NAT handshake within milliseconds, so few of
+	// theirs are ever in progress together. Default 64.
+	MaxHandshakesPerIP int
 	// HandshakeTimeout ends a handshake that has not completed; default 30s.
 	HandshakeTimeout time.Duration
 	// SessionTimeout ends a session without traffic for this long; the
@@ -80,6 +87,9 @@ func (c *DTLSConfig) defaults() {
 	}
 	if c.MaxHandshakes <= 0 {
 		c.MaxHandshakes = 1024
+	}
+	if c.MaxHandshakesPerIP <= 0 {
+		c.MaxHandshakesPerIP = 64
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 30 * time.Second
@@ -128,6 +138,7 @@ type DTLSServer struct {
 	cancel  context.CancelFunc
 
 	pending    map[netip.AddrPort]*handshake
+	verifiedIP map[netip.Addr]int          // handshakes in progress past the cookie, per IP
 	hsCID      map[string]*handshake       // Connection IDs handed out by handshakes in progress
 	byAddr     map[netip.AddrPort]*session // the address each session completed its handshake from
 	byCID      map[string]*session
@@ -148,6 +159,7 @@ func NewDTLS(cfg DTLSConfig) *DTLSServer {
 		eng:        New(ccfg),
 		cidLen:     cfg.ConnectionIDLength,
 		pending:    make(map[netip.AddrPort]*handshake),
+		verifiedIP: make(map[netip.Addr]int),
 		hsCID:      make(map[string]*handshake),
 		byAddr:     make(map[netip.AddrPort]*session),
 		byCID:      make(map[string]*session),

@@ -224,10 +224,33 @@ func (h *handshake) newCID() []byte {
 	return cid
 }
 
+// verify counts h, whose client answered the cookie, against
+// MaxHandshakesPerIP; false means h must end.
+func (s *DTLSServer) verify(h *handshake) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h.verified.Load() {
+		return true
+	}
+	ip := h.ap.Addr()
+	if s.pending[h.ap] != h || s.verifiedIP[ip] >= s.cfg.MaxHandshakesPerIP {
+		return false
+	}
+	s.verifiedIP[ip]++
+	h.verified.Store(true)
+	return true
+}
+
 // forgetHandshakeLocked removes h from the routing maps.
 func (s *DTLSServer) forgetHandshakeLocked(h *handshake) {
 	if s.pending[h.ap] == h {
 		delete(s.pending, h.ap)
+		if h.verified.Load() {
+			ip := h.ap.Addr()
+			if s.verifiedIP[ip]--; s.verifiedIP[ip] <= 0 {
+				delete(s.verifiedIP, ip)
+			}
+		}
 	}
 	if h.cid != nil && s.hsCID[string(h.cid)] == h {
 		delete(s.hsCID, string(h.cid))

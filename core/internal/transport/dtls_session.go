@@ -415,7 +415,11 @@ func (v *vconn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if h := v.hs.Load(); h != nil && len(b) > recordHeaderLen {
 		switch {
 		case b[0] == ctHandshake && b[recordHeaderLen] == hsServerHello:
-			h.verified.Store(true)
+			if !v.srv.verify(h) {
+				v.srv.log.Debug("handshake refused: too many in progress from this address", "peer", h.ap.String())
+				h.cancel()
+				return len(b), nil
+			}
 		case b[0] == ctChangeCipher:
 			h.finished.Store(true) // our last flight: the client's Finished verified
 			v.hold.Store(true)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -601,5 +602,53 @@ func TestDTLSRecordLayer(t *testing.T) {
 			}
 			waitFor(t, func() bool { live, _ := s.Sessions(); return live == 0 })
 		})
+	}
+}
+
+// TestDTLSHandshakesPerIP: one address that answered the cookie may have
+// only MaxHandshakesPerIP handshakes in progress; others still get theirs.
+func TestDTLSHandshakesPerIP(t *testing.T) {
+	s := startDTLS(t, DTLSConfig{PSK: newPSKMap("dev-1", "secret-key-1", "dev-2", "secret-key-2"), MaxHandshakesPerIP: 2})
+	// clients whose handshakes stall after the cookie exchange: only their
+	// ClientHellos get through
+	var proxies []*udpProxy
+	for range 3 {
+		p := startProxy(t, s.Addr(), func(toClient bool, b []byte) bool {
+			return !toClient && !(len(b) > recordHeaderLen && b[0] == ctHandshake && b[recordHeaderLen] == hsClientHello)
+		})
+		proxies = append(proxies, p)
+		go func() {
+			c, err := dtlstest.Dial(p.front.LocalAddr().String(), dtlstest.Options{Identity: "dev-1", Key: []byte("secret-key-1"), Timeout: 3 * time.Second})
+			if err == nil {
+				c.Close()
+			}
+		}()
+	}
+	waitFor(t, func() bool {
+		for _, p := range proxies {
+			p.mu.Lock()
+			n := len(p.seen)
+			p.mu.Unlock()
+			if n < 2 { // the ClientHello and its copy with the cookie
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(100 * time.Millisecond)
+	s.mu.RLock()
+	verified := s.verifiedIP[netip.MustParseAddr("127.0.0.1")]
+	s.mu.RUnlock()
+	if verified != 2 {
+		t.Fatalf("%d handshakes in progress past the cookie from 127.0.0.1, want 2", verified)
+	}
+	// another address is not held up
+	c, err := dtlstest.Dial(s.Addr().String(), dtlstest.Options{Identity: "dev-2", Key: []byte("secret-key-2"), LocalIP: "127.0.0.2"})
+	if err != nil {
+		t.Fatalf("handshake from another address: %v", err)
+	}
+	defer c.Close()
+	if got := get(t, c.Conn, "/whoami"); !strings.Contains(got, "dev-2") {
+		t.Fatalf("whoami = %q", got)
 	}
 }

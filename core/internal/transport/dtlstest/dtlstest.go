@@ -32,6 +32,8 @@ type Options struct {
 	Handler mux.Handler
 	// Timeout bounds the handshake; default 10s.
 	Timeout time.Duration
+	// LocalIP is the loopback address to send from; default 127.0.0.1.
+	LocalIP string
 }
 
 // Client is a connected CoAP-over-DTLS client.
@@ -48,7 +50,7 @@ func Dial(addr string, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	sock, err := NewSwapConn()
+	sock, err := newSwapConn(o.LocalIP)
 	if err != nil {
 		return nil, err
 	}
@@ -116,8 +118,16 @@ type SwapConn struct {
 }
 
 // NewSwapConn opens the first socket on 127.0.0.1.
-func NewSwapConn() (*SwapConn, error) {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+func NewSwapConn() (*SwapConn, error) { return newSwapConn("") }
+
+func newSwapConn(ip string) (*SwapConn, error) {
+	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	if ip != "" {
+		if addr.IP = net.ParseIP(ip); addr.IP == nil {
+			return nil, fmt.Errorf("dtlstest: bad local IP %q", ip)
+		}
+	}
+	c, err := net.ListenUDP("udp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +166,10 @@ func (s *SwapConn) WriteTo(b []byte, a net.Addr) (int, error) {
 
 // Swap replaces the socket by a new one on another port.
 func (s *SwapConn) Swap() error {
-	n, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	s.mu.Lock()
+	ip := s.cur.LocalAddr().(*net.UDPAddr).IP
+	s.mu.Unlock()
+	n, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
 		return err
 	}
