@@ -153,6 +153,22 @@ func newEnv(t *testing.T, st store.Store) *env {
 
 // register sends an LwM2M Register from a fresh UDP socket and returns the
 // response code and location ("rd/<id>").
+// connect does the platform's part of storing registration reg, as the
+// registry does in its transaction.
+func (e *env) connect(t *testing.T, reg *registry.Registration) {
+	t.Helper()
+	err := e.st.Update(context.Background(), func(tx store.Tx) error {
+		ref, err := e.p.LookupEndpoint(tx, reg.Endpoint)
+		if err != nil {
+			return err
+		}
+		return e.p.Connected(tx, ref, reg)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (e *env) register(ep string, query ...string) (codes.Code, string) {
 	e.t.Helper()
 	cc, err := udp.Dial(e.coapAddr)
@@ -293,6 +309,6 @@ func ids(list any) []string {
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 
 func lookup(e *env, ep string) (tenant, deviceID string, err error) {
-	ref, err := e.p.LookupEndpoint(context.Background(), ep)
+	ref, err := e.p.DeviceOf(context.Background(), ep)
 	return ref.Tenant, ref.DeviceID, err
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/device"
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
 	"github.com/lwm2md/lwm2md/core/internal/registry"
+	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
 func testDeviceRegistration(t *testing.T, e *env) {
@@ -120,12 +121,12 @@ func testConnectionAndValues(t *testing.T, e *env) {
 	reg1 := &registry.Registration{ID: "reg-1", Endpoint: "dev-conn-1", Tenant: e.tenantA, DeviceID: id}
 	reg2 := &registry.Registration{ID: "reg-2", Endpoint: "dev-conn-1", Tenant: e.tenantA, DeviceID: id}
 
-	e.p.Registered(ctx, reg1, nil)
+	e.connect(t, reg1)
 	if s := status(); s != "CONNECTED" {
 		t.Fatalf("after Registered: %v", s)
 	}
 	e.p.Updated(ctx, reg1)
-	e.p.Registered(ctx, reg2, reg1)
+	e.connect(t, reg2)
 	e.p.Deregistered(ctx, reg1, false) // late news of the replaced registration
 	if s := status(); s != "CONNECTED" {
 		t.Errorf("a replaced registration's end marked the device offline: %v", s)
@@ -194,7 +195,12 @@ func testConnectionAndValues(t *testing.T, e *env) {
 	if err := e.p.ConsumeRecords(ctx, e.tenantA, id, []lwm2m.Record{{Path: lwm2m.MustParsePath("/3/0/0"), Value: lwm2m.String("X")}}, time.Now()); !isNotFound(err) {
 		t.Errorf("values of a deleted device: %v", err)
 	}
-	e.p.Registered(ctx, reg1, nil) // no panic, no object resurrected
+	if err := e.st.Update(ctx, func(tx store.Tx) error { // no panic, no object resurrected
+		_, err := e.p.LookupEndpoint(tx, reg1.Endpoint)
+		return err
+	}); !isNotFound(err) {
+		t.Errorf("registering a deleted device: %v", err)
+	}
 	expectError(t, e.do("GET", path, e.adminA, ""), 404, "inventory/Not Found", "not found")
 }
 

@@ -94,7 +94,7 @@ func testCSVDialects(t *testing.T, p *platform.Platform) {
 			if mo.Type != platform.DeviceType || mo.Fragments["c8y_IsDevice"] == nil {
 				t.Errorf("not a device: %+v", mo)
 			}
-			ref, err := p.LookupEndpoint(ctx, ep)
+			ref, err := p.DeviceOf(ctx, ep)
 			if err != nil || ref.Tenant != tenant || ref.DeviceID != mo.ID {
 				t.Errorf("binding %+v %v", ref, err)
 			}
@@ -273,7 +273,7 @@ func testBulkMixed(t *testing.T, p *platform.Platform) {
 	if _, err := p.User(ctx, tenant, "device_mix-2"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("failed row created its user: %v", err)
 	}
-	if _, err := p.LookupEndpoint(ctx, "mix-4"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := p.DeviceOf(ctx, "mix-4"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("failed row bound its endpoint: %v", err)
 	}
 
@@ -343,7 +343,7 @@ func testCrossTenant(t *testing.T, p *platform.Platform) {
 	if r.Field != "endpoint id" || !strings.Contains(r.Reason, "already exists in another tenant; this device will not connect") {
 		t.Errorf("second row: %+v", r)
 	}
-	ref, err := p.LookupEndpoint(ctx, "shared-ep")
+	ref, err := p.DeviceOf(ctx, "shared-ep")
 	if err != nil || ref.Tenant != "tfirst001" || ref.DeviceID != first.Rows[0].ID {
 		t.Errorf("LookupEndpoint %+v %v: want the first tenant's device", ref, err)
 	}
@@ -372,7 +372,7 @@ func testCrossTenant(t *testing.T, p *platform.Platform) {
 	if err := p.DeleteDevice(ctx, "tfirst001", first.Rows[0].ID, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.LookupEndpoint(ctx, "shared-ep"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := p.DeviceOf(ctx, "shared-ep"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("after delete: %v", err)
 	}
 	if _, err := p.PSKByIdentity(ctx, "first-id", false); !errors.Is(err, store.ErrNotFound) {

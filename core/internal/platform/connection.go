@@ -14,21 +14,20 @@ import (
 // They write only when something changes, so the frequent Updates of a
 // connected device cost one read.
 
-// Registered marks the device CONNECTED by its new registration.
-func (p *Platform) Registered(ctx context.Context, reg *registry.Registration, _ *registry.Registration) {
-	p.setConnection(ctx, reg, true, true)
-}
+// Registered has nothing to do: Connected wrote the status in the
+// registration's own transaction.
+func (p *Platform) Registered(context.Context, *registry.Registration, *registry.Registration) {}
 
 // Updated marks the device CONNECTED (it may have been marked offline
 // while the server was down).
 func (p *Platform) Updated(ctx context.Context, reg *registry.Registration) {
-	p.setConnection(ctx, reg, true, false)
+	p.setConnection(ctx, reg, true)
 }
 
 // Deregistered marks the device DISCONNECTED, unless a newer registration
 // of it has been seen.
 func (p *Platform) Deregistered(ctx context.Context, reg *registry.Registration, _ bool) {
-	p.setConnection(ctx, reg, false, false)
+	p.setConnection(ctx, reg, false)
 }
 
 // connState is the stored connection status of a device, kept apart from
@@ -58,7 +57,7 @@ func getConn(tx store.Tx, key string) (connState, error) {
 	return c, err
 }
 
-func (p *Platform) setConnection(ctx context.Context, reg *registry.Registration, connected, fresh bool) {
+func (p *Platform) setConnection(ctx context.Context, reg *registry.Registration, connected bool) {
 	if reg == nil || reg.Tenant == "" || reg.DeviceID == "" {
 		return
 	}
@@ -71,7 +70,7 @@ func (p *Platform) setConnection(ctx context.Context, reg *registry.Registration
 	if connected {
 		want = connState{Status: StatusConnected, RegID: reg.ID}
 	}
-	if connected && !fresh {
+	if connected {
 		// an Update of a device shown connected: one read, no write
 		var cur connState
 		err := p.st.View(ctx, func(tx store.Tx) error {
@@ -91,11 +90,9 @@ func (p *Platform) setConnection(ctx context.Context, reg *registry.Registration
 			}
 			return err
 		}
-		if !fresh { // a new registration always changes the status
-			cur, err := getConn(tx, key)
-			if err != nil || !connectionChange(cur, reg.ID, connected) {
-				return err
-			}
+		cur, err := getConn(tx, key)
+		if err != nil || !connectionChange(cur, reg.ID, connected) {
+			return err
 		}
 		return putJSON(tx, bucketConn, key, want)
 	})

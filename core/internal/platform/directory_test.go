@@ -32,14 +32,14 @@ func TestLookupEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ref, err := p.LookupEndpoint(ctx, "dir-nosec")
+	ref, err := p.DeviceOf(ctx, "dir-nosec")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ref.Tenant != "t1" || ref.DeviceID != nosec.ID || ref.SecurityMode != registry.SecurityNoSec || ref.PSKIdentity != "" || ref.AwakeTime != nil {
 		t.Errorf("NO_SEC device: %+v", ref)
 	}
-	ref, err = p.LookupEndpoint(ctx, "dir-psk")
+	ref, err = p.DeviceOf(ctx, "dir-psk")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestLookupEndpoint(t *testing.T) {
 		"awakeTimeRegistrationParameter": json.RawMessage(`15000`)}); err != nil {
 		t.Fatal(err)
 	}
-	if ref, err = p.LookupEndpoint(ctx, "dir-nosec"); err != nil || ref.AwakeTime == nil || *ref.AwakeTime != 15*time.Second {
+	if ref, err = p.DeviceOf(ctx, "dir-nosec"); err != nil || ref.AwakeTime == nil || *ref.AwakeTime != 15*time.Second {
 		t.Errorf("awake time after inventory update: %+v %v", ref, err)
 	}
 
@@ -63,7 +63,7 @@ func TestLookupEndpoint(t *testing.T) {
 		"bootstrap psk_key": json.RawMessage(`"ffeeddccbbaa99887766554433221100"`)}); err != nil {
 		t.Fatal(err)
 	}
-	if ref, err = p.LookupEndpoint(ctx, "dir-nosec"); err != nil || ref.SecurityMode != registry.SecurityPSK || ref.PSKIdentity != "dir-now-psk" ||
+	if ref, err = p.DeviceOf(ctx, "dir-nosec"); err != nil || ref.SecurityMode != registry.SecurityPSK || ref.PSKIdentity != "dir-now-psk" ||
 		ref.AwakeTime == nil || *ref.AwakeTime != 15*time.Second {
 		t.Errorf("after bootstrap parameters: %+v %v", ref, err)
 	}
@@ -74,11 +74,11 @@ func TestLookupEndpoint(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if ref, err = p.LookupEndpoint(ctx, "dir-psk"); err != nil || ref.SecurityMode != registry.SecurityPSK || ref.PSKIdentity != "dir-psk-id" {
+	if ref, err = p.DeviceOf(ctx, "dir-psk"); err != nil || ref.SecurityMode != registry.SecurityPSK || ref.PSKIdentity != "dir-psk-id" {
 		t.Errorf("PSK device with an old binding: %+v %v", ref, err)
 	}
 
-	if _, err := p.LookupEndpoint(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := p.DeviceOf(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown endpoint: %v, want store.ErrNotFound", err)
 	}
 }

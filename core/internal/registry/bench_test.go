@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -18,7 +17,9 @@ import (
 // anyDirectory admits every endpoint, as if the platform knew them all.
 type anyDirectory struct{}
 
-func (anyDirectory) LookupEndpoint(_ context.Context, ep string) (DeviceRef, error) {
+func (anyDirectory) Connected(store.Tx, DeviceRef, *Registration) error { return nil }
+
+func (anyDirectory) LookupEndpoint(_ store.Tx, ep string) (DeviceRef, error) {
 	return DeviceRef{Tenant: "t1", DeviceID: ep}, nil
 }
 

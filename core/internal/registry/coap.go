@@ -143,25 +143,10 @@ func (r *Registry) serveRegister(ctx context.Context, w mux.ResponseWriter, m *m
 	if err != nil {
 		return err
 	}
-	ref, err := r.dir.LookupEndpoint(ctx, req.endpoint)
-	if errors.Is(err, store.ErrNotFound) {
-		r.log.Info("register refused: unknown endpoint", "endpoint", req.endpoint, "addr", peerAddr(w))
-		return &requestError{code: codes.Forbidden, msg: "endpoint " + req.endpoint + " is not registered in the platform"}
-	}
-	if err != nil {
-		return fmt.Errorf("look up endpoint %s: %w", req.endpoint, err)
-	}
 	pi := r.peer(ctx)
-	if err := admit(pi, req.endpoint, ref); err != nil {
-		r.log.Info("register refused", "endpoint", req.endpoint, "transport", pi.Transport, "identity", pi.Identity, "addr", peerAddr(w), "reason", err.Error())
-		return err
-	}
-	now := time.Now().UTC().Truncate(time.Millisecond)
 	reg := &Registration{
 		ID:           newID(),
 		Endpoint:     req.endpoint,
-		Tenant:       ref.Tenant,
-		DeviceID:     ref.DeviceID,
 		Version:      req.version,
 		Lifetime:     req.lifetime,
 		Binding:      req.binding,
@@ -174,13 +159,19 @@ func (r *Registry) serveRegister(ctx context.Context, w mux.ResponseWriter, m *m
 		Address:      peerAddr(w),
 		Transport:    pi.Transport,
 		PSKIdentity:  pi.Identity,
-		RegisteredAt: now,
+		RegisteredAt: time.Now().UTC().Truncate(time.Millisecond),
 		AwakeTime:    req.awakeTime,
-		DeviceAwake:  millisPtr(ref.AwakeTime),
 	}
-	r.touch(reg, now)
-	replaced, err := r.store(ctx, reg)
-	if err != nil {
+	replaced, err := r.register(ctx, reg, func(ref DeviceRef) error { return admit(pi, req.endpoint, ref) })
+	var re *requestError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		r.log.Info("register refused: unknown endpoint", "endpoint", req.endpoint, "addr", peerAddr(w))
+		return &requestError{code: codes.Forbidden, msg: "endpoint " + req.endpoint + " is not registered in the platform"}
+	case errors.As(err, &re):
+		r.log.Info("register refused", "endpoint", req.endpoint, "transport", pi.Transport, "identity", pi.Identity, "addr", peerAddr(w), "reason", re.msg)
+		return err
+	case err != nil:
 		return fmt.Errorf("store registration of %s: %w", reg.Endpoint, err)
 	}
 	if err := w.SetResponse(codes.Created, message.TextPlain, nil,

@@ -136,7 +136,9 @@ func (d *directory) addPSK(ep, tenant, device, identity string) {
 	d.m[ep] = DeviceRef{Tenant: tenant, DeviceID: device, SecurityMode: SecurityPSK, PSKIdentity: identity}
 }
 
-func (d *directory) LookupEndpoint(_ context.Context, ep string) (DeviceRef, error) {
+func (d *directory) Connected(store.Tx, DeviceRef, *Registration) error { return nil }
+
+func (d *directory) LookupEndpoint(_ store.Tx, ep string) (DeviceRef, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ref, ok := d.m[ep]

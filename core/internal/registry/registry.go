@@ -47,11 +47,20 @@ const (
 	SecurityPSK   = "PSK"
 )
 
-// Directory tells which endpoints may register. LookupEndpoint returns an
-// error wrapping store.ErrNotFound for an unknown endpoint (answered 4.03);
-// any other error is answered 5.00.
+// Directory tells which endpoints may register. The registry calls it
+// inside the store transaction that stores a new registration, on the
+// store it was given (the Directory must keep its data there too): a
+// device deleted meanwhile is not registered, and the device's side of
+// the registration is written with it. The transaction may run more than
+// once.
 type Directory interface {
-	LookupEndpoint(ctx context.Context, endpoint string) (DeviceRef, error)
+	// LookupEndpoint returns the device endpoint belongs to, read in tx:
+	// an error wrapping store.ErrNotFound for an unknown endpoint
+	// (answered 4.03); any other error is answered 5.00.
+	LookupEndpoint(tx store.Tx, endpoint string) (DeviceRef, error)
+	// Connected writes in tx what the device's side of its admitted new
+	// registration reg needs (the platform's connection status).
+	Connected(tx store.Tx, ref DeviceRef, reg *Registration) error
 }
 
 // Listener is told about registrations coming and going. Calls for one
@@ -262,16 +271,35 @@ func deleteReg(tx store.Tx, reg *Registration) error {
 	return nil
 }
 
-// store writes a new registration, replacing the endpoint's previous one in
-// the same transaction; it returns the replaced registration or nil.
-func (r *Registry) store(ctx context.Context, reg *Registration) (*Registration, error) {
-	data, err := json.Marshal(reg)
-	if err != nil {
-		return nil, err
-	}
+// register stores a new registration of a device that the Directory
+// knows and admit lets in, replacing the endpoint's previous registration,
+// all in one transaction. It fills in reg's device fields and times and
+// returns the replaced registration or nil. A refused device gets an
+// error wrapping store.ErrNotFound or a *requestError; its transaction
+// writes nothing (so it costs the embedded store no rollback).
+func (r *Registry) register(ctx context.Context, reg *Registration, admit func(DeviceRef) error) (*Registration, error) {
 	var replaced *Registration
-	err = r.st.Update(ctx, func(tx store.Tx) error {
-		replaced = nil // fn may run more than once
+	var refused error
+	err := r.st.Update(ctx, func(tx store.Tx) error {
+		replaced, refused = nil, nil // fn may run more than once
+		ref, err := r.dir.LookupEndpoint(tx, reg.Endpoint)
+		if err == nil {
+			err = admit(ref)
+		}
+		var re *requestError
+		if errors.Is(err, store.ErrNotFound) || errors.As(err, &re) {
+			refused = err
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		reg.Tenant, reg.DeviceID, reg.DeviceAwake = ref.Tenant, ref.DeviceID, millisPtr(ref.AwakeTime)
+		r.touch(reg, reg.RegisteredAt)
+		data, err := json.Marshal(reg)
+		if err != nil {
+			return err
+		}
 		old, err := tx.Get(bucketEp, reg.Endpoint)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -290,8 +318,14 @@ func (r *Registry) store(ctx context.Context, reg *Registration) (*Registration,
 				replaced = prev
 			}
 		}
-		return putReg(tx, reg, data)
+		if err := putReg(tx, reg, data); err != nil {
+			return err
+		}
+		return r.dir.Connected(tx, ref, reg)
 	})
+	if err == nil {
+		err = refused
+	}
 	return replaced, err
 }
 
