@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests talk to: a real Redis on 127.0.0.1:6379
-# and the interop peers: libcoap's clients and openssl s_client. Idempotent.
+# and the interop peers: libcoap's clients, openssl s_client, and gcc with
+# mbedTLS for the mbedTLS DTLS client the tests compile. Idempotent.
 set -euo pipefail
 
 need=()
@@ -8,6 +9,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v coap-client-notls >/dev/null || need+=(libcoap3-bin)
 command -v openssl >/dev/null || need+=(openssl)
+command -v gcc >/dev/null || need+=(gcc)
+[ -f /usr/include/mbedtls/ssl.h ] || need+=(libmbedtls-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   echo "installing ${need[*]} from Debian"

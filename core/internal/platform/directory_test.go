@@ -70,7 +70,7 @@ func TestLookupEndpoint(t *testing.T) {
 
 	// a binding written before bindings carried the device's settings
 	if err := st.Update(ctx, func(tx store.Tx) error {
-		return tx.Put("platform_endpoint", "dir-psk", []byte(`{"tenant":"t1","deviceId":"`+psk.ID+`"}`))
+		return tx.Put(store.UnorderedPrefix+"platform_endpoint", "dir-psk", []byte(`{"tenant":"t1","deviceId":"`+psk.ID+`"}`))
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -71,24 +71,24 @@ type Remover interface {
 // names cannot contain "/", and free-form parts (external id types and
 // values) are path-escaped, so no key of one tenant is a prefix of
 // another's. Managed object ids are zero-padded in keys so scans run in id
-// order.
+// order. Buckets only looked up by key are unordered.
 const (
-	bucketTenant   = "platform_tenant"    // tenant id -> tenantRecord
-	bucketDomain   = "platform_domain"    // lower-case domain -> tenant id
-	bucketUser     = "platform_user"      // tenant/user -> userRecord
-	bucketMO       = "platform_mo"        // tenant/padded id -> moRecord
-	bucketSeq      = "platform_seq"       // "mo", "alarm", "event" -> last id given
-	bucketXID      = "platform_xid"       // tenant/type/externalId -> mo id
-	bucketXIDByMO  = "platform_xid_mo"    // tenant/padded id/type/externalId -> xidEntry
-	bucketEndpoint = "platform_endpoint"  // endpoint (global) -> binding
-	bucketLatest   = "platform_latest"    // tenant/padded id -> map path -> LatestValue
-	bucketConn     = "platform_conn"      // tenant/padded id -> connState
-	bucketPSK      = "platform_psk"       // "s/"|"b/" + psk identity (global) -> pskBinding
-	bucketAlarm    = "platform_alarm"     // tenant/reversed id -> alarmRecord
-	bucketAlarmSrc = "platform_alarm_src" // tenant/padded source/reversed id -> ""
-	bucketAlarmAct = "platform_alarm_act" // tenant/padded source/type -> id of the open alarm
-	bucketEvent    = "platform_event"     // tenant/reversed id -> eventRecord
-	bucketEventSrc = "platform_event_src" // tenant/padded source/reversed id -> ""
+	bucketTenant   = "platform_tenant"                           // tenant id -> tenantRecord
+	bucketDomain   = store.UnorderedPrefix + "platform_domain"   // lower-case domain -> tenant id
+	bucketUser     = "platform_user"                             // tenant/user -> userRecord
+	bucketMO       = "platform_mo"                               // tenant/padded id -> moRecord
+	bucketSeq      = store.UnorderedPrefix + "platform_seq"      // "mo", "alarm", "event" -> last id given
+	bucketXID      = store.UnorderedPrefix + "platform_xid"      // tenant/type/externalId -> mo id
+	bucketXIDByMO  = "platform_xid_mo"                           // tenant/padded id/type/externalId -> xidEntry
+	bucketEndpoint = store.UnorderedPrefix + "platform_endpoint" // endpoint (global) -> binding
+	bucketLatest   = store.UnorderedPrefix + "platform_latest"   // tenant/padded id -> map path -> LatestValue
+	bucketConn     = store.UnorderedPrefix + "platform_conn"     // tenant/padded id -> connState
+	bucketPSK      = store.UnorderedPrefix + "platform_psk"      // "s/"|"b/" + psk identity (global) -> pskBinding
+	bucketAlarm    = "platform_alarm"                            // tenant/reversed id -> alarmRecord
+	bucketAlarmSrc = "platform_alarm_src"                        // tenant/padded source/reversed id -> ""
+	bucketAlarmAct = "platform_alarm_act"                        // tenant/padded source/type -> id of the open alarm
+	bucketEvent    = "platform_event"                            // tenant/reversed id -> eventRecord
+	bucketEventSrc = "platform_event_src"                        // tenant/padded source/reversed id -> ""
 	seqMO          = "mo"
 	seqAlarm       = "alarm"
 	seqEvent       = "event"

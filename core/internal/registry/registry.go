@@ -15,13 +15,13 @@ import (
 
 // Store layout. Every write of a registration touches these in one
 // store.Update, so a reader never sees half of it, also with several server
-// nodes sharing a Redis.
+// nodes sharing a Redis. Buckets only looked up by key are unordered.
 const (
-	bucketReg    = "reg"      // id → Registration JSON
-	bucketEp     = "reg_ep"   // endpoint → id
-	bucketExp    = "reg_exp"  // expiryKey (zero-padded Unix ms + "/" + id) → id
-	bucketTenant = "reg_tn"   // tenant + "/" + endpoint → id, for List
-	bucketAddr   = "reg_addr" // peer "ip:port" → id of the latest registration from there
+	bucketReg    = store.UnorderedPrefix + "reg"      // id → Registration JSON
+	bucketEp     = store.UnorderedPrefix + "reg_ep"   // endpoint → id
+	bucketExp    = "reg_exp"                          // expiryKey (zero-padded Unix ms + "/" + id) → id
+	bucketTenant = "reg_tn"                           // tenant + "/" + endpoint → id, for List
+	bucketAddr   = store.UnorderedPrefix + "reg_addr" // peer "ip:port" → id of the latest registration from there
 )
 
 // DeviceRef names the platform device an endpoint belongs to, and says
@@ -281,7 +281,8 @@ func (r *Registry) register(ctx context.Context, reg *Registration, admit func(D
 	var replaced *Registration
 	var refused error
 	err := r.st.Update(ctx, func(tx store.Tx) error {
-		replaced, refused = nil, nil // fn may run more than once
+		replaced, refused = nil, nil               // fn may run more than once
+		store.Prefetch(tx, bucketEp, reg.Endpoint) // read with the device's binding
 		ref, err := r.dir.LookupEndpoint(tx, reg.Endpoint)
 		if err == nil {
 			err = admit(ref)

@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 )
 
 // Errors returned by stores. Implementations wrap them with %w.
@@ -27,7 +28,33 @@ var (
 	ErrConflict = errors.New("store conflict")
 	// ErrStop, returned by a Scan callback, ends the scan without error.
 	ErrStop = errors.New("stop scan")
+	// ErrUnordered: Scan of an unordered bucket.
+	ErrUnordered = errors.New("unordered bucket cannot be scanned")
 )
+
+// UnorderedPrefix begins the names of unordered buckets. Their keys are
+// got, put and deleted, never scanned (Scan returns ErrUnordered), so a
+// backend that keeps an index beside the values for Scan (Redis) keeps
+// none for them: lookups by id, endpoint or address need none.
+const UnorderedPrefix = "~"
+
+// Unordered reports whether bucket is an unordered bucket.
+func Unordered(bucket string) bool { return strings.HasPrefix(bucket, UnorderedPrefix) }
+
+// Prefetcher is implemented by the transactions of backends where each
+// read costs a round trip (Redis).
+type Prefetcher interface {
+	// Prefetch names a key the transaction is about to Get, so that the
+	// backend fetches it together with the next read.
+	Prefetch(bucket, key string)
+}
+
+// Prefetch tells tx that bucket/key is about to be read, where that helps.
+func Prefetch(tx Tx, bucket, key string) {
+	if p, ok := tx.(Prefetcher); ok {
+		p.Prefetch(bucket, key)
+	}
+}
 
 // Store is a transactional, ordered key-value store organised in buckets.
 // Implementations are safe for concurrent use.

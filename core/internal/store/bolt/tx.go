@@ -98,6 +98,9 @@ func (t *tx) Scan(bucket, prefix, start string, fn func(key string, value []byte
 	if bucket == "" {
 		return errors.New("empty bucket name")
 	}
+	if store.Unordered(bucket) {
+		return fmt.Errorf("scan %q: %w", bucket, store.ErrUnordered)
+	}
 	b := t.btx.Bucket([]byte(bucket))
 	if b == nil {
 		return nil

@@ -109,6 +109,18 @@ func TestKeyLayoutIntegration(t *testing.T) {
 			}
 		})
 	}
+	t.Run("unordered_bucket_has_no_index", func(t *testing.T) {
+		err := s.Update(ctx, func(tx store.Tx) error { return tx.Put(store.UnorderedPrefix+"pts", "abc", []byte("v")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := raw.Get(ctx, "lwm2md:~pts:abc").Result(); err != nil || v != "v" {
+			t.Fatalf("GET = %q, %v", v, err)
+		}
+		if n, err := raw.Exists(ctx, "lwm2md:idx:~pts").Result(); err != nil || n != 0 {
+			t.Fatalf("index of an unordered bucket: EXISTS = %d, %v; want 0", n, err)
+		}
+	})
 	t.Run("prefixes_are_isolated", func(t *testing.T) {
 		if err := s.Update(ctx, func(tx store.Tx) error { return tx.Put("iso", "k", []byte("v")) }); err != nil {
 			t.Fatal(err)
@@ -128,6 +140,29 @@ func TestConflictIntegration(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, url, redis.WithRetries(2))
 	node2 := open(t, url) // another server node sharing the database
+	t.Run("prefetched_keys_are_watched", func(t *testing.T) {
+		runs := 0
+		err := s.Update(ctx, func(tx store.Tx) error {
+			runs++
+			store.Prefetch(tx, "pf", "a")
+			if _, err := tx.Get("pf", "b"); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if runs == 1 { // another node changes the prefetched key
+				if err := raw.Set(ctx, "lwm2md:pf:a", "changed", 0).Err(); err != nil {
+					return err
+				}
+			}
+			v, err := tx.Get("pf", "a") // as prefetched: missing
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			return tx.Put("pf", "copy", append([]byte("got:"), v...))
+		})
+		if got, _ := raw.Get(ctx, "lwm2md:pf:copy").Result(); err != nil || runs != 2 || got != "got:changed" {
+			t.Fatalf("update ran %d times, err %v, copy %q; want a second run after the prefetched key changed", runs, err, got)
+		}
+	})
 	// Each case's fn reads (or not), then another client changes a key
 	// behind its back before the commit, differently at each attempt.
 	cases := []struct {

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -17,6 +18,9 @@ import (
 func (t *tx) Scan(bucket, prefix, start string, fn func(key string, value []byte) error) error {
 	if bucket == "" {
 		return errors.New("empty bucket name")
+	}
+	if store.Unordered(bucket) {
+		return fmt.Errorf("scan %q: %w", bucket, store.ErrUnordered)
 	}
 	from := max(prefix, start)
 	p := &pager{t: t, bucket: bucket, min: "[" + from, max: upperBound(prefix)}

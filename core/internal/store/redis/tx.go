@@ -20,6 +20,10 @@ type tx struct {
 	rtx     *goredis.Tx
 	watched map[string]struct{}
 	ov      map[string]*overlay // by bucket
+	// pre are value keys to fetch with the next read (Prefetch); got
+	// holds what was fetched for a later Get (nil value: missing).
+	pre []string
+	got map[string][]byte
 	// err is the first Redis failure seen by a read. fn may have swallowed
 	// it and decided on a wrong picture, so an Update never commits after
 	// one.
@@ -114,23 +118,59 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 		}
 	}
 	vk := t.s.valueKey(bucket, key)
-	var cmd *goredis.StringCmd
-	if err := t.read("get", []string{vk}, func(p goredis.Pipeliner) { cmd = p.Get(t.ctx, vk) }); err != nil {
-		return nil, err
+	v, ok := t.got[vk]
+	if !ok {
+		keys := append(t.pre, vk)
+		t.pre = nil
+		cmds := make([]*goredis.StringCmd, len(keys))
+		if err := t.read("get", keys, func(p goredis.Pipeliner) {
+			for i, k := range keys {
+				cmds[i] = p.Get(t.ctx, k)
+			}
+		}); err != nil {
+			return nil, err
+		}
+		for i, k := range keys {
+			b, err := cmds[i].Bytes()
+			switch {
+			case errors.Is(err, goredis.Nil):
+				b = nil
+			case err != nil:
+				return nil, t.fail("get", err)
+			case b == nil:
+				b = []byte{}
+			}
+			if t.got == nil {
+				t.got = make(map[string][]byte, len(keys))
+			}
+			t.got[k] = b
+		}
+		v = t.got[vk]
 	}
-	v, err := cmd.Bytes()
-	switch {
-	case errors.Is(err, goredis.Nil):
+	if v == nil {
 		return nil, notFound(bucket, key)
-	case err != nil:
-		return nil, t.fail("get", err)
-	case v == nil:
-		v = []byte{}
 	}
 	return v, nil
 }
 
-// Put buffers a copy of value until commit.
+// Prefetch queues bucket/key to be read (and, in an Update, watched) with
+// the transaction's next read, in the same round trip.
+func (t *tx) Prefetch(bucket, key string) {
+	if check(bucket, key) != nil {
+		return
+	}
+	if o := t.ov[bucket]; o != nil {
+		if _, ok := o.m[key]; ok {
+			return
+		}
+	}
+	vk := t.s.valueKey(bucket, key)
+	if _, ok := t.got[vk]; ok || slices.Contains(t.pre, vk) {
+		return
+	}
+	t.pre = append(t.pre, vk)
+}
+
 func (t *tx) Put(bucket, key string, value []byte) error {
 	if err := check(bucket, key); err != nil {
 		return err
@@ -177,41 +217,53 @@ func (t *tx) set(bucket, key string, e entry) {
 // commit sends the buffered writes as one MULTI/EXEC. EXEC fails with
 // TxFailedErr, applying nothing, if a watched key changed.
 //
-// Written members are removed from the index and added back: the set ends
-// up the same, but Redis counts the ZREM of an existing member as a
-// modification (a ZADD of one is not), so a Scan elsewhere that watches the
-// index learns that a value it read was overwritten.
+// commit writes the buffered writes in one MULTI/EXEC: one MSET and one
+// DEL for all buckets, and the Scan index of each ordered bucket. Written
+// members are removed from the index and added back: the set ends up the
+// same, but Redis counts the ZREM of an existing member as a modification
+// (a ZADD of one is not), so a Scan elsewhere that watches the index
+// learns that a value it read was overwritten.
 func (t *tx) commit() error {
 	if t.err != nil || len(t.ov) == 0 {
 		t.unwatch()
 		return t.err
 	}
 	_, err := t.rtx.TxPipelined(t.ctx, func(p goredis.Pipeliner) error {
+		var sets []any
+		var dels []string
 		for bucket, o := range t.ov {
-			var sets, put, del []any
-			var dels []string
+			var put, del []any
 			var add []goredis.Z
+			ordered := !store.Unordered(bucket)
 			for _, k := range o.keys {
 				vk := t.s.valueKey(bucket, k)
 				if e := o.m[k]; e.deleted {
 					dels = append(dels, vk)
-					del = append(del, k)
+					if ordered {
+						del = append(del, k)
+					}
 				} else {
 					sets = append(sets, vk, e.value)
-					put = append(put, k)
-					add = append(add, goredis.Z{Member: k})
+					if ordered {
+						put = append(put, k)
+						add = append(add, goredis.Z{Member: k})
+					}
 				}
 			}
 			ix := t.s.indexKey(bucket)
-			if len(sets) > 0 {
-				p.MSet(t.ctx, sets...)
+			if len(put) > 0 {
 				p.ZRem(t.ctx, ix, put...)
 				p.ZAdd(t.ctx, ix, add...)
 			}
-			if len(dels) > 0 {
-				p.Del(t.ctx, dels...)
+			if len(del) > 0 {
 				p.ZRem(t.ctx, ix, del...)
 			}
+		}
+		if len(sets) > 0 {
+			p.MSet(t.ctx, sets...)
+		}
+		if len(dels) > 0 {
+			p.Del(t.ctx, dels...)
 		}
 		return nil
 	})

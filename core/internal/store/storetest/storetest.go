@@ -47,6 +47,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"context", testContext},
 		{"panic", testPanic},
 		{"closed", testClosed},
+		{"unordered", testUnordered},
+		{"prefetch", testPrefetch},
 	}
 	for _, s := range suites {
 		t.Run(s.name, func(t *testing.T) { s.fn(t, open) })
@@ -392,4 +394,95 @@ func testViewReadOnly(t *testing.T, open Opener) {
 	}
 	sameKVs(t, "bucket b", scan(t, s, "b", "", ""), []kv{{"k", "v"}})
 	sameKVs(t, "bucket nb", scan(t, s, "nb", "", ""), nil)
+}
+
+// testUnordered: an unordered bucket keeps values like any other but
+// cannot be scanned.
+func testUnordered(t *testing.T, open Opener) {
+	s := open(t)
+	const b = store.UnorderedPrefix + "points"
+	put(t, s, b, kv{"k1", "v1"}, kv{"k2", "v2"})
+	mustGet(t, s, b, "k1", "v1")
+	if err := s.Update(context.Background(), func(tx store.Tx) error {
+		if err := tx.Put(b, "k1", []byte("v1b")); err != nil {
+			return err
+		}
+		return tx.Delete(b, "k2")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, s, b, "k1", "v1b")
+	mustMiss(t, s, b, "k2")
+	for _, view := range []bool{true, false} {
+		run := s.Update
+		if view {
+			run = s.View
+		}
+		err := run(context.Background(), func(tx store.Tx) error {
+			return tx.Scan(b, "", "", func(string, []byte) error { return nil })
+		})
+		if !errors.Is(err, store.ErrUnordered) {
+			t.Errorf("scan of an unordered bucket (view %v): %v, want store.ErrUnordered", view, err)
+		}
+	}
+	// an ordered bucket written in the same transaction is still scanned
+	if err := s.Update(context.Background(), func(tx store.Tx) error {
+		if err := tx.Put(b, "k3", []byte("v3")); err != nil {
+			return err
+		}
+		return tx.Put("ordered", "o1", []byte("x"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sameKVs(t, "ordered bucket", scan(t, s, "ordered", "", ""), []kv{{"o1", "x"}})
+}
+
+// testPrefetch: a prefetched key reads like any other, whether it exists,
+// is missing, or was written by the transaction.
+func testPrefetch(t *testing.T, open Opener) {
+	s := open(t)
+	put(t, s, "a", kv{"k1", "v1"})
+	put(t, s, store.UnorderedPrefix+"b", kv{"k2", "v2"})
+	check := func(tx store.Tx, bucket, key, want string) error {
+		v, err := tx.Get(bucket, key)
+		switch {
+		case want == "" && errors.Is(err, store.ErrNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("get %s/%s: %w", bucket, key, err)
+		case string(v) != want:
+			return fmt.Errorf("get %s/%s = %q, want %q", bucket, key, v, want)
+		}
+		return nil
+	}
+	for _, view := range []bool{true, false} {
+		run := s.Update
+		if view {
+			run = s.View
+		}
+		err := run(context.Background(), func(tx store.Tx) error {
+			if !view {
+				if err := tx.Put("a", "new", []byte("n")); err != nil {
+					return err
+				}
+			}
+			store.Prefetch(tx, store.UnorderedPrefix+"b", "k2")
+			store.Prefetch(tx, "a", "missing")
+			store.Prefetch(tx, "a", "new")
+			for _, c := range []struct{ bucket, key, want string }{
+				{"a", "k1", "v1"}, {store.UnorderedPrefix + "b", "k2", "v2"}, {"a", "missing", ""}, {"a", "k1", "v1"},
+			} {
+				if err := check(tx, c.bucket, c.key, c.want); err != nil {
+					return err
+				}
+			}
+			if view {
+				return nil
+			}
+			return check(tx, "a", "new", "n")
+		})
+		if err != nil {
+			t.Errorf("view %v: %v", view, err)
+		}
+	}
 }
