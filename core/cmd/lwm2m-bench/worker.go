@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/lwm2md/lwm2md/core/internal/sim"
@@ -23,7 +24,20 @@ func worker(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "registers in flight")
 	lifetime := fs.Duration("lifetime", 10*time.Minute, "registration lifetime")
 	duration := fs.Duration("duration", 0, "run length; 0 = until signalled")
+	fs.DurationVar(&cfg.RampUp, "ramp-up", 0, "spread the Registers evenly over this time (an open-loop load); 0 = as fast as -concurrency allows")
+	cpuProfile := fs.String("cpuprofile", "", "write the worker's CPU profile to this file")
 	fs.Parse(args)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cfg.Lifetime = *lifetime
 	cfg.Duration = *duration
 	cfg.RequestTimeout = 20 * time.Second
