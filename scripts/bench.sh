@@ -12,8 +12,19 @@ if [ "${QUICK:-}" = 1 ]; then devices=2000 memdevices=20000; fi
 
 section() { printf '\n=== %s\n' "$1"; }
 
+# bench runs go test benchmarks and prints their figures and any failure;
+# a failed section is reported and the others still run.
+failed=0
+bench() {
+  if ! go test -run '^$' "$@" > /tmp/lwm2md-bench.$$ 2>&1; then
+    failed=1
+  fi
+  grep -E '^Benchmark|^ok|FAIL|^\s+\S+\.go:[0-9]+' /tmp/lwm2md-bench.$$ || true
+  rm -f /tmp/lwm2md-bench.$$
+}
+
 section "CoAP transport: 64 busy peers, stock go-coap UDP server vs ours (req/s and CheckExpirations share of CPU)"
-go test -run '^$' -bench 'BenchmarkServe64Peers' -benchtime=200000x ./core/internal/transport/ | grep -E '^Benchmark|ok'
+bench -bench 'BenchmarkServe64Peers' -benchtime=200000x ./core/internal/transport/
 
 section "Registrations/s: simulator vs bare go-coap server, lwm2md on bolt, lwm2md on Redis (same run)"
 bin/lwm2m-bench registrations -devices "$devices" 2>/dev/null
@@ -22,13 +33,18 @@ section "Memory per idle registered device"
 bin/lwm2m-bench memory -devices "$memdevices" 2>/dev/null
 
 section "DTLS-PSK: full handshakes/s against the server vs a bare pion/dtls loop (same run), memory per session"
-go test -run '^$' -bench 'BenchmarkDTLSHandshake|BenchmarkDTLSSessionMemory' -benchtime=5000x ./core/internal/transport/ | grep -E '^Benchmark|ok'
+bench -bench 'BenchmarkDTLSHandshake|BenchmarkDTLSSessionMemory' -benchtime=5000x ./core/internal/transport/
 
 section "Store commits (3 writes + 1 read per transaction, parallel)"
-go test -run '^$' -bench 'BenchmarkUpdateParallel' ./core/internal/store/bolt/ ./core/internal/store/redis/ | grep -E '^Benchmark|ok'
+bench -bench 'BenchmarkUpdateParallel' ./core/internal/store/bolt/ ./core/internal/store/redis/
 
 section "Bulk CSV import of 100,000 PSK rows (time and peak heap)"
-go test -run '^$' -bench 'BenchmarkBulkImport100k' -benchtime="$bulk" ./core/internal/platform/ | grep -E '^Benchmark|ok'
+bench -bench 'BenchmarkBulkImport100k' -benchtime="$bulk" ./core/internal/platform/
 
 section "Content formats"
-go test -run '^$' -bench . -benchmem ./core/internal/codec/ | grep -E '^Benchmark|ok'
+bench -bench . -benchmem ./core/internal/codec/
+
+if [ "$failed" = 1 ]; then
+  echo "some benchmarks failed (see FAIL above)" >&2
+  exit 1
+fi
