@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 
@@ -23,6 +25,9 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:5783", "UDP address to listen on")
 	flag.Parse()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400) // the setting lwm2md runs with: the ceiling gets the same GC
+	}
 	var n atomic.Uint64
 	r := mux.NewRouter()
 	r.DefaultHandleFunc(func(w mux.ResponseWriter, m *mux.Message) {
