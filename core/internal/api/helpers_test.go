@@ -62,6 +62,7 @@ type env struct {
 	p        *platform.Platform
 	st       *faultStore
 	coapAddr string // the registry's CoAP/UDP listener
+	reg      *registry.Registry
 	admin    string // management admin credentials "management/admin:pw"
 	tenantA  string
 	tenantB  string
@@ -121,7 +122,6 @@ func newEnv(t *testing.T, st store.Store) *env {
 		t.Fatalf("bootstrap: %q, %v", pw, err)
 	}
 	reg := registry.New(fs, p, registry.Options{Logger: log})
-	reg.AddListener(p)
 	router := mux.NewRouter()
 	if err := reg.Mount(router); err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func newEnv(t *testing.T, st store.Store) *env {
 			})
 		}},
 	})
-	e := &env{t: t, srv: httptest.NewServer(h), p: p, st: fs, coapAddr: coap.Addr().String(), password: pw, seen: &lockedBuffer{}, logs: logs}
+	e := &env{t: t, srv: httptest.NewServer(h), p: p, st: fs, coapAddr: coap.Addr().String(), reg: reg, password: pw, seen: &lockedBuffer{}, logs: logs}
 	t.Cleanup(e.srv.Close)
 	e.admin = "management/admin:" + pw
 	e.tenantA, e.adminA = e.newTenant("Company A", "a.example.com", "alice")
@@ -153,22 +153,6 @@ func newEnv(t *testing.T, st store.Store) *env {
 
 // register sends an LwM2M Register from a fresh UDP socket and returns the
 // response code and location ("rd/<id>").
-// connect does the platform's part of storing registration reg, as the
-// registry does in its transaction.
-func (e *env) connect(t *testing.T, reg *registry.Registration) {
-	t.Helper()
-	err := e.st.Update(context.Background(), func(tx store.Tx) error {
-		ref, err := e.p.LookupEndpoint(tx, reg.Endpoint)
-		if err != nil {
-			return err
-		}
-		return e.p.Connected(tx, ref, reg)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func (e *env) register(ep string, query ...string) (codes.Code, string) {
 	e.t.Helper()
 	cc, err := udp.Dial(e.coapAddr)

@@ -10,8 +10,6 @@ import (
 
 	"github.com/lwm2md/lwm2md/core/internal/device"
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
-	"github.com/lwm2md/lwm2md/core/internal/registry"
-	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
 func testDeviceRegistration(t *testing.T, e *env) {
@@ -118,26 +116,30 @@ func testConnectionAndValues(t *testing.T, e *env) {
 	id := e.mustStatus(201, "POST", "/service/lwm2m-agent/deviceRegistration", e.adminA, `{"endpoint":"dev-conn-1"}`)["id"].(string)
 	path := "/inventory/managedObjects/" + id
 	status := func() any { return get(e.mustStatus(200, "GET", path, e.adminA, ""), "c8y_Connection", "status") }
-	reg1 := &registry.Registration{ID: "reg-1", Endpoint: "dev-conn-1", Tenant: e.tenantA, DeviceID: id}
-	reg2 := &registry.Registration{ID: "reg-2", Endpoint: "dev-conn-1", Tenant: e.tenantA, DeviceID: id}
-
-	e.connect(t, reg1)
-	if s := status(); s != "CONNECTED" {
-		t.Fatalf("after Registered: %v", s)
-	}
-	e.p.Updated(ctx, reg1)
-	e.connect(t, reg2)
-	e.p.Deregistered(ctx, reg1, false) // late news of the replaced registration
-	if s := status(); s != "CONNECTED" {
-		t.Errorf("a replaced registration's end marked the device offline: %v", s)
-	}
-	e.p.Deregistered(ctx, reg2, true)
 	if s := status(); s != "DISCONNECTED" {
-		t.Errorf("after Deregistered: %v", s)
+		t.Fatalf("before registering: %v", s)
 	}
-	e.p.Updated(ctx, reg2) // e.g. an Update after a server restart
+	register := func() string {
+		t.Helper()
+		code, loc := e.register("dev-conn-1", "lt=300", "lwm2m=1.1")
+		if code != codes.Created {
+			t.Fatalf("register: %v", code)
+		}
+		return strings.TrimPrefix(loc, "rd/")
+	}
+	register()
 	if s := status(); s != "CONNECTED" {
-		t.Errorf("after Updated: %v", s)
+		t.Fatalf("after Register: %v", s)
+	}
+	id2 := register() // replaces the first registration
+	if s := status(); s != "CONNECTED" {
+		t.Errorf("after a second Register: %v", s)
+	}
+	if err := e.reg.Deregister(ctx, id2); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s != "DISCONNECTED" {
+		t.Errorf("after De-register: %v", s)
 	}
 
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -195,11 +197,8 @@ func testConnectionAndValues(t *testing.T, e *env) {
 	if err := e.p.ConsumeRecords(ctx, e.tenantA, id, []lwm2m.Record{{Path: lwm2m.MustParsePath("/3/0/0"), Value: lwm2m.String("X")}}, time.Now()); !isNotFound(err) {
 		t.Errorf("values of a deleted device: %v", err)
 	}
-	if err := e.st.Update(ctx, func(tx store.Tx) error { // no panic, no object resurrected
-		_, err := e.p.LookupEndpoint(tx, reg1.Endpoint)
-		return err
-	}); !isNotFound(err) {
-		t.Errorf("registering a deleted device: %v", err)
+	if code, _ := e.register("dev-conn-1", "lt=300", "lwm2m=1.1"); code != codes.Forbidden { // no object resurrected
+		t.Errorf("Register of a deleted device: %v, want 4.03", code)
 	}
 	expectError(t, e.do("GET", path, e.adminA, ""), 404, "inventory/Not Found", "not found")
 }

@@ -9,9 +9,7 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
-// LookupEndpoint and Connected make Platform the registry.Directory.
-//
-// LookupEndpoint finds the device an endpoint was registered as. The error
+// LookupEndpoint makes Platform the registry.Directory: it finds the device an endpoint was registered as. The error
 // wraps store.ErrNotFound for an endpoint that was never registered (CoAP
 // answers 4.03). The reference carries what the registry enforces and
 // applies: the security mode and server PSK identity (a PSK device
@@ -42,16 +40,6 @@ func (p *Platform) LookupEndpoint(tx store.Tx, endpoint string) (registry.Device
 	return ref, nil
 }
 
-// Connected marks the device CONNECTED by its new registration, in the
-// registration's own transaction.
-func (p *Platform) Connected(tx store.Tx, ref registry.DeviceRef, reg *registry.Registration) error {
-	n, ok := parseID(ref.DeviceID)
-	if !ok {
-		return nil
-	}
-	return putJSON(tx, bucketConn, moKey(ref.Tenant, n), connState{Status: StatusConnected, RegID: reg.ID})
-}
-
 // DeviceOf is LookupEndpoint in a transaction of its own.
 func (p *Platform) DeviceOf(ctx context.Context, endpoint string) (registry.DeviceRef, error) {
 	var ref registry.DeviceRef
@@ -64,4 +52,3 @@ func (p *Platform) DeviceOf(ctx context.Context, endpoint string) (registry.Devi
 }
 
 var _ registry.Directory = (*Platform)(nil)
-var _ registry.Listener = (*Platform)(nil)

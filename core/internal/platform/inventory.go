@@ -291,9 +291,6 @@ func (p *Platform) deleteMO(ctx context.Context, tenant, id string, rm Remover, 
 		if err := tx.Delete(bucketLatest, key); err != nil {
 			return err
 		}
-		if err := tx.Delete(bucketConn, key); err != nil {
-			return err
-		}
 		if err := deleteExternalIDsOf(tx, tenant, r.ID); err != nil {
 			return err
 		}

@@ -21,9 +21,9 @@
 // all answer for the first tenant's device).
 //
 // Platform also serves the CoAP side of the server: it is the
-// registry.Directory that admits registering endpoints, a registry.Listener
-// that keeps each device's c8y_Connection status current, and the
-// device.Sink that keeps each device's latest values. DeviceSettings,
+// registry.Directory that admits registering endpoints and the
+// device.Sink that keeps each device's latest values; c8y_Connection is
+// read from the registry whenever a device's managed object is shown. DeviceSettings,
 // PSKByIdentity and BootstrapConfig give the registry, the DTLS layer and
 // the bootstrap server a device's settings, keys and bootstrap
 // configuration; RecordEvent records what they did on the device.
@@ -82,7 +82,6 @@ const (
 	bucketXIDByMO  = "platform_xid_mo"                           // tenant/padded id/type/externalId -> xidEntry
 	bucketEndpoint = store.UnorderedPrefix + "platform_endpoint" // endpoint (global) -> binding
 	bucketLatest   = store.UnorderedPrefix + "platform_latest"   // tenant/padded id -> map path -> LatestValue
-	bucketConn     = store.UnorderedPrefix + "platform_conn"     // tenant/padded id -> connState
 	bucketPSK      = store.UnorderedPrefix + "platform_psk"      // "s/"|"b/" + psk identity (global) -> pskBinding
 	bucketAlarm    = "platform_alarm"                            // tenant/reversed id -> alarmRecord
 	bucketAlarmSrc = "platform_alarm_src"                        // tenant/padded source/reversed id -> ""

@@ -16,7 +16,6 @@ import (
 
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
 	"github.com/lwm2md/lwm2md/core/internal/platform"
-	"github.com/lwm2md/lwm2md/core/internal/registry"
 	"github.com/lwm2md/lwm2md/core/internal/rest"
 	"github.com/lwm2md/lwm2md/core/internal/store"
 	"github.com/lwm2md/lwm2md/core/internal/store/bolt"
@@ -71,18 +70,6 @@ var quiet = slog.New(slog.DiscardHandler)
 
 // newPlatform uses cheap hashes to keep tests quick; bcrypt's cost is
 // only a parameter (production uses bcrypt.DefaultCost).
-// registerIn does the platform's part of storing registration reg, as
-// the registry does in its transaction.
-func registerIn(st store.Store, p *platform.Platform, reg *registry.Registration) error {
-	return st.Update(context.Background(), func(tx store.Tx) error {
-		ref, err := p.LookupEndpoint(tx, reg.Endpoint)
-		if err != nil {
-			return err
-		}
-		return p.Connected(tx, ref, reg)
-	})
-}
-
 func newPlatform(st store.Store) *platform.Platform {
 	return platform.New(st, platform.Options{Logger: quiet, BcryptCost: bcrypt.MinCost})
 }
@@ -251,7 +238,6 @@ func testWritesOnlyOnChange(t *testing.T, open func(testing.TB) store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := &registry.Registration{ID: "r1", Endpoint: "quiet-1", Tenant: "t1", DeviceID: mo.ID}
 	writes := func(step string, want int64, fn func()) {
 		t.Helper()
 		before := st.updates.Load()
@@ -260,18 +246,6 @@ func testWritesOnlyOnChange(t *testing.T, open func(testing.TB) store.Store) {
 			t.Errorf("%s: %d store updates, want %d", step, got, want)
 		}
 	}
-	writes("register", 1, func() {
-		if err := registerIn(st, p, reg); err != nil {
-			t.Fatal(err)
-		}
-	})
-	writes("100 updates", 0, func() {
-		for range 100 {
-			p.Updated(ctx, reg)
-		}
-	})
-	writes("deregister", 1, func() { p.Deregistered(ctx, reg, false) })
-	writes("deregister again", 0, func() { p.Deregistered(ctx, reg, true) })
 	recs := []lwm2m.Record{
 		{Path: lwm2m.MustParsePath("/3/0/0"), Value: lwm2m.String("ACME")},
 		{Path: lwm2m.MustParsePath("/3/0/1"), Value: lwm2m.String("Model")},
@@ -304,23 +278,6 @@ func BenchmarkAuthenticateCached(b *testing.B) {
 		if _, err := p.Authenticate(ctx, platform.Management, "admin", "bench-password"); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func BenchmarkUpdatedUnchanged(b *testing.B) {
-	ctx := context.Background()
-	st := openBolt(b)
-	p := newPlatform(st)
-	mo, err := p.RegisterDevice(ctx, "t1", platform.DeviceRequest{Endpoint: "bench-1"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := &registry.Registration{ID: "r1", Endpoint: "bench-1", Tenant: "t1", DeviceID: mo.ID}
-	if err := registerIn(st, p, reg); err != nil {
-		b.Fatal(err)
-	}
-	for b.Loop() {
-		p.Updated(ctx, reg)
 	}
 }
 

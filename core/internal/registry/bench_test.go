@@ -17,8 +17,6 @@ import (
 // anyDirectory admits every endpoint, as if the platform knew them all.
 type anyDirectory struct{}
 
-func (anyDirectory) Connected(store.Tx, DeviceRef, *Registration) error { return nil }
-
 func (anyDirectory) LookupEndpoint(_ store.Tx, ep string) (DeviceRef, error) {
 	return DeviceRef{Tenant: "t1", DeviceID: ep}, nil
 }

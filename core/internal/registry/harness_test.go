@@ -136,8 +136,6 @@ func (d *directory) addPSK(ep, tenant, device, identity string) {
 	d.m[ep] = DeviceRef{Tenant: tenant, DeviceID: device, SecurityMode: SecurityPSK, PSKIdentity: identity}
 }
 
-func (d *directory) Connected(store.Tx, DeviceRef, *Registration) error { return nil }
-
 func (d *directory) LookupEndpoint(_ store.Tx, ep string) (DeviceRef, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -49,18 +49,25 @@ const (
 
 // Directory tells which endpoints may register. The registry calls it
 // inside the store transaction that stores a new registration, on the
-// store it was given (the Directory must keep its data there too): a
-// device deleted meanwhile is not registered, and the device's side of
-// the registration is written with it. The transaction may run more than
-// once.
+// store it was given (the Directory must keep its data there too), so a
+// device deleted meanwhile is not registered. The transaction may run
+// more than once.
 type Directory interface {
 	// LookupEndpoint returns the device endpoint belongs to, read in tx:
 	// an error wrapping store.ErrNotFound for an unknown endpoint
 	// (answered 4.03); any other error is answered 5.00.
 	LookupEndpoint(tx store.Tx, endpoint string) (DeviceRef, error)
-	// Connected writes in tx what the device's side of its admitted new
-	// registration reg needs (the platform's connection status).
-	Connected(tx store.Tx, ref DeviceRef, reg *Registration) error
+}
+
+// IsRegistered reports, in tx, whether endpoint of tenant has a
+// registration (until the expiry scan removes it, up to
+// Options.ExpiryInterval after its lifetime and grace ran out).
+func IsRegistered(tx store.Tx, tenant, endpoint string) (bool, error) {
+	_, err := tx.Get(bucketTenant, tenant+"/"+endpoint)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Listener is told about registrations coming and going. Calls for one
@@ -319,10 +326,7 @@ func (r *Registry) register(ctx context.Context, reg *Registration, admit func(D
 				replaced = prev
 			}
 		}
-		if err := putReg(tx, reg, data); err != nil {
-			return err
-		}
-		return r.dir.Connected(tx, ref, reg)
+		return putReg(tx, reg, data)
 	})
 	if err == nil {
 		err = refused

@@ -191,7 +191,6 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	// order matters: observations are dropped and the connection status set
 	// before queued operations run against the new registration
 	s.registry.AddListener(s.device)
-	s.registry.AddListener(s.platform)
 	s.registry.AddListener(s.runner)
 
 	ops := &operation.API{Repo: repo, Runner: s.runner, Endpoints: s.platform}
