@@ -67,6 +67,16 @@ type Remover interface {
 	RemoveEndpoint(ctx context.Context, endpoint string) error
 }
 
+// Renamed lists the buckets of earlier versions that MoveBuckets carries
+// over to this layout at start-up (the connection status is now read from
+// the registry).
+var Renamed = []store.Rename{
+	{From: "platform_domain", To: bucketDomain}, {From: "platform_seq", To: bucketSeq},
+	{From: "platform_xid", To: bucketXID}, {From: "platform_endpoint", To: bucketEndpoint},
+	{From: "platform_latest", To: bucketLatest}, {From: "platform_psk", To: bucketPSK},
+	{From: "platform_conn"},
+}
+
 // Store layout. Tenant data is keyed "<tenant>/<...>"; tenant ids and user
 // names cannot contain "/", and free-form parts (external id types and
 // values) are path-escaped, so no key of one tenant is a prefix of

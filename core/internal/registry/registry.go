@@ -24,6 +24,10 @@ const (
 	bucketAddr   = store.UnorderedPrefix + "reg_addr" // peer "ip:port" → id of the latest registration from there
 )
 
+// Renamed lists the buckets of earlier versions that MoveBuckets carries
+// over to this layout at start-up.
+var Renamed = []store.Rename{{From: "reg", To: bucketReg}, {From: "reg_ep", To: bucketEp}, {From: "reg_addr", To: bucketAddr}}
+
 // DeviceRef names the platform device an endpoint belongs to, and says
 // how it must connect.
 type DeviceRef struct {

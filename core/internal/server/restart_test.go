@@ -1,8 +1,15 @@
 package server
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/lwm2md/lwm2md/core/internal/platform"
+	"github.com/lwm2md/lwm2md/core/internal/registry"
+	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
 func TestRestartKeepsState(t *testing.T) { runRestart(t, boltSpec(t)) }
@@ -78,4 +85,61 @@ func TestQueueModeOperationWaitsForUpdate(t *testing.T) {
 	if got := ts.waitOp(t, op, "SUCCESSFUL", "FAILED"); got["status"] != "SUCCESSFUL" {
 		t.Fatalf("operation after the device's update: %v", got)
 	}
+}
+
+// TestStoreOfEarlierVersion starts on an embedded store laid out as
+// before the bucket renames (the buckets moved back with bbolt itself):
+// devices, registrations and the id counter carry over.
+func TestStoreOfEarlierVersion(t *testing.T) {
+	spec := boltSpec(t)
+	addr := freeUDPPort(t)
+	ts := startServer(t, spec, addr)
+	id := ts.registerDevice(t, "early-1")
+	startDevice(t, "early-1", addr, false)
+	ts.stop()
+
+	db, err := bbolt.Open(strings.TrimPrefix(spec, "bolt:"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, r := range append(append([]store.Rename(nil), platform.Renamed...), registry.Renamed...) {
+			cur := tx.Bucket([]byte(r.To))
+			if r.To == "" || cur == nil {
+				continue
+			}
+			old, err := tx.CreateBucket([]byte(r.From))
+			if err != nil {
+				return err
+			}
+			if err := cur.ForEach(func(k, v []byte) error { return old.Put(k, v) }); err != nil {
+				return err
+			}
+			if err := tx.DeleteBucket([]byte(r.To)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ts2 := startServer(t, spec, addr)
+	var reg map[string]any
+	if code := ts2.call(t, "GET", "/lwm2m/registrations/early-1", nil, &reg); code != 200 || reg["deviceId"] != id {
+		t.Fatalf("registration after the upgrade: %d %v", code, reg)
+	}
+	var mo map[string]any
+	if code := ts2.call(t, "GET", "/inventory/managedObjects/"+id, nil, &mo); code != 200 {
+		t.Fatalf("device after the upgrade: %d", code)
+	}
+	if c, _ := mo["c8y_Connection"].(map[string]any); c["status"] != "CONNECTED" {
+		t.Errorf("c8y_Connection after the upgrade: %v", mo["c8y_Connection"])
+	}
+	if next := ts2.registerDevice(t, "early-2"); next == id {
+		t.Fatalf("a new device got id %s, the id counter restarted (first device %s)", next, id)
+	}
+	startDevice(t, "early-1", addr, false) // the binding carried over: it may register again
 }

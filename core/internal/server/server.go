@@ -145,6 +145,14 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load object definitions: %w", err)
 	}
+	// a store written by an earlier version: its buckets first
+	moved, err := store.MoveBuckets(ctx, st, append(append([]store.Rename(nil), platform.Renamed...), registry.Renamed...)...)
+	if err != nil {
+		return nil, fmt.Errorf("carry over the store of an earlier version: %w", err)
+	}
+	if moved > 0 {
+		log.Info("store carried over from an earlier version", "keys", moved)
+	}
 	popts := cfg.PlatformOptions
 	popts.Logger = log
 	s.platform = platform.New(st, popts)
