@@ -463,12 +463,16 @@ func (s *Server) sweepLoop() {
 			full := tick%fullEvery == 0
 			// A CON we sent may still be retransmitted for MAX_TRANSMIT_WAIT (93s).
 			recent := now.Add(-100 * time.Second).UnixNano()
+			// The full sweep is for closing idle peers; a peer active within
+			// IdleTimeout has nothing else to expire but a stalled block-wise
+			// transfer, which goes with the peer once it is idle.
+			idle := now.Add(-s.cfg.IdleTimeout).UnixNano()
 			for i := range s.peers {
 				sh := &s.peers[i]
 				batch = batch[:0]
 				sh.mu.RLock()
 				for _, p := range sh.m {
-					if full || p.lastConOut.Load() > recent {
+					if p.lastConOut.Load() > recent || (full && p.lastActive.Load() <= idle) {
 						batch = append(batch, p)
 					}
 				}
