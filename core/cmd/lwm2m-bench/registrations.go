@@ -23,6 +23,7 @@ func registrations(ctx context.Context, args []string) error {
 	c.flags(fs, 10000)
 	hold := fs.Duration("hold", 3*time.Second, "how long devices stay registered after the last Register (then they de-register)")
 	profiles := fs.String("cpu-profile-dir", "", "write each lwm2md's CPU profile while registering to this directory")
+	inFlight := fs.Int("in-flight", 64, "Registers in flight per worker in the closed-loop run")
 	offered := fs.Float64("offered", 10000, "registrations/s of the second, open-loop run, which measures latency at that load; 0 skips it")
 	fs.Parse(args)
 
@@ -36,7 +37,7 @@ func registrations(ctx context.Context, args []string) error {
 	debugAddr := fmt.Sprintf("127.0.0.1:%d", c.basePort+5)
 	// the run lasts as long as registering takes at 2,000/s plus the hold
 	duration := time.Duration(c.devices/2000)*time.Second + *hold
-	extra := []string{"-duration", duration.String(), "-prefix", "bench-"}
+	extra := []string{"-duration", duration.String(), "-prefix", "bench-", "-concurrency", strconv.Itoa(*inFlight)}
 	// The open-loop run starts the Registers on a fixed schedule, whatever
 	// the answers, so its latencies are the server's at that load and not
 	// the queueing of a closed loop (64 in flight at 10,000/s wait 6.4 ms
@@ -148,7 +149,7 @@ func registrations(ctx context.Context, args []string) error {
 		}
 	}
 
-	fmt.Printf("\nRegistrations: %d simulated devices, each with its own UDP socket, registering at once (%d in flight per worker)\n", c.devices, 64)
+	fmt.Printf("\nRegistrations: %d simulated devices, each with its own UDP socket, registering at once (%d in flight per worker)\n", c.devices, *inFlight)
 	fmt.Printf("%-34s %10s %9s %9s %9s %10s %12s %12s %12s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed", "vs bare", "server µs/reg", "Redis µs/reg", "sim µs/reg")
 	ceiling := rows[0].res.perSecond
 	for _, r := range rows {

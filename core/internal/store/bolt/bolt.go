@@ -205,10 +205,17 @@ func (s *Store) Close() error {
 
 // commitLoop takes whatever Updates are queued, up to maxBatch, and
 // commits them together. Batches grow by themselves under load because
-// callers queue up while the previous commit syncs.
+// callers queue up while the previous commit syncs. Under concurrent load
+// a batch smaller than the previous one waits up to gatherWait for more,
+// as the stragglers of a load that just filled a batch are on their way:
+// each commit costs two syncs whatever its size. A lone writer (previous
+// batch of one) never waits.
 func (s *Store) commitLoop() {
 	defer close(s.done)
 	batch := make([]*call, 0, s.maxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	prev := 0
 	for c := range s.calls {
 		batch = append(batch[:0], c)
 	fill:
@@ -223,9 +230,29 @@ func (s *Store) commitLoop() {
 				break fill
 			}
 		}
+		if prev > 1 && len(batch) < min(prev, s.maxBatch) {
+			timer.Reset(gatherWait)
+		gather:
+			for len(batch) < min(prev, s.maxBatch) {
+				select {
+				case c, ok := <-s.calls:
+					if !ok {
+						break gather
+					}
+					batch = append(batch, c)
+				case <-timer.C:
+					break gather
+				}
+			}
+			timer.Stop()
+		}
+		prev = len(batch)
 		s.commit(batch)
 	}
 }
+
+// gatherWait bounds how long a small batch waits for more Updates.
+const gatherWait = 200 * time.Microsecond
 
 // commit runs calls in one bbolt transaction. When a function fails, the
 // transaction is rolled back; the function's result stands if it ran
