@@ -219,9 +219,9 @@ func liveBytes() int64 {
 // session: "active" with the session's CoAP conn up, "idle" with the conn
 // closed before each request, which then makes a new one.
 func BenchmarkDTLSResume(b *testing.B) {
-	for _, parked := range []bool{false, true} {
+	for _, idle := range []bool{false, true} {
 		name := "active"
-		if parked {
+		if idle {
 			name = "idle"
 		}
 		b.Run(name, func(b *testing.B) {
@@ -233,7 +233,7 @@ func BenchmarkDTLSResume(b *testing.B) {
 			s.mu.RUnlock()
 			b.ResetTimer()
 			for range b.N {
-				if parked {
+				if idle {
 					b.StopTimer()
 					sess.mu.Lock()
 					l := sess.link

@@ -275,27 +275,27 @@ func TestDTLSWithoutConnectionID(t *testing.T) {
 	}
 }
 
-func TestDTLSParkAndResume(t *testing.T) {
+func TestDTLSIdleAndBack(t *testing.T) {
 	s := startDTLS(t, DTLSConfig{PSK: newPSKMap("dev-1", "secret-key-1"),
 		Config: Config{IdleTimeout: 150 * time.Millisecond, SweepInterval: 20 * time.Millisecond}})
 	c := dial(t, s, dtlstest.Options{Identity: "dev-1", Key: []byte("secret-key-1"), Handler: pong()})
 	get(t, c.Conn, "/a")
-	parked := func() bool { _, p := s.Sessions(); return p == 1 }
-	waitFor(t, parked)
+	idle := func() bool { _, n := s.Sessions(); return n == 1 }
+	waitFor(t, idle)
 
 	// the device speaks first: its datagram resumes the session
 	if got := get(t, c.Conn, "/whoami"); got != "dtls dev-1 ep-dev-1" {
 		t.Fatalf("after resume: %q", got)
 	}
-	waitFor(t, parked)
+	waitFor(t, idle)
 	// the server speaks first, to the rebound device
 	if err := c.Rebind(); err != nil {
 		t.Fatal(err)
 	}
 	get(t, c.Conn, "/a")
-	waitFor(t, parked)
+	waitFor(t, idle)
 	if got := serverGet(t, s, "dev-1"); got != "pong" {
-		t.Fatalf("server request to a parked session = %q", got)
+		t.Fatalf("server request to an idle session = %q", got)
 	}
 	if live, _ := s.Sessions(); live != 1 {
 		t.Fatalf("%d sessions", live)
@@ -419,12 +419,13 @@ func TestDTLSHandshakeLimit(t *testing.T) {
 	}
 }
 
-// TestDTLSParkResumeUnderLoad has devices and the server exchange requests
-// both ways while sessions are parked and resumed every few tens of
-// milliseconds and devices change ports: no exchange may fail. (Lost
-// messages at a park would show as timeouts here; so would a resumed conn
-// reusing message IDs the device still has in its duplicate cache.)
-func TestDTLSParkResumeUnderLoad(t *testing.T) {
+// TestDTLSIdleUnderLoad has devices and the server exchange requests
+// both ways while sessions go idle (CoAP conn closed) and come back every
+// few tens of milliseconds and devices change ports: no exchange may
+// fail. (Messages lost as a conn closes would show as timeouts here; so
+// would a new conn reusing message IDs the device still has in its
+// duplicate cache.)
+func TestDTLSIdleUnderLoad(t *testing.T) {
 	const devices = 16
 	psk := newPSKMap()
 	for i := range devices {
