@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"closed", testClosed},
 		{"unordered", testUnordered},
 		{"prefetch", testPrefetch},
+		{"move_buckets", testMoveBuckets},
 	}
 	for _, s := range suites {
 		t.Run(s.name, func(t *testing.T) { s.fn(t, open) })
@@ -484,5 +485,45 @@ func testPrefetch(t *testing.T, open Opener) {
 		if err != nil {
 			t.Errorf("view %v: %v", view, err)
 		}
+	}
+}
+
+// testMoveBuckets: MoveBuckets carries every key over in batches, keeps
+// values the new bucket already has, drops buckets renamed to "", and has
+// nothing left to do the second time.
+func testMoveBuckets(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	const n = 600 // more than one batch
+	err := s.Update(ctx, func(tx store.Tx) error {
+		for i := range n {
+			if err := tx.Put("old", fmt.Sprintf("k%04d", i), []byte(fmt.Sprint(i))); err != nil {
+				return err
+			}
+		}
+		if err := tx.Put(store.UnorderedPrefix+"new", "k0001", []byte("newer")); err != nil {
+			return err
+		}
+		return tx.Put("gone", "x", []byte("y"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := store.MoveBuckets(ctx, s, store.Rename{From: "old", To: store.UnorderedPrefix + "new"}, store.Rename{From: "gone"})
+	if err != nil || moved != n+1 {
+		t.Fatalf("moved %d, %v; want %d", moved, err, n+1)
+	}
+	mustGet(t, s, store.UnorderedPrefix+"new", "k0000", "0")
+	mustGet(t, s, store.UnorderedPrefix+"new", "k0001", "newer")
+	mustGet(t, s, store.UnorderedPrefix+"new", "k0599", "599")
+	if got := scan(t, s, "old", "", ""); len(got) != 0 {
+		t.Errorf("old bucket keeps %d keys", len(got))
+	}
+	mustMiss(t, s, "gone", "x")
+	if moved, err := store.MoveBuckets(ctx, s, store.Rename{From: "old", To: store.UnorderedPrefix + "new"}); err != nil || moved != 0 {
+		t.Errorf("second run moved %d, %v; want 0", moved, err)
+	}
+	if _, err := store.MoveBuckets(ctx, s, store.Rename{From: store.UnorderedPrefix + "new", To: "x"}); !errors.Is(err, store.ErrUnordered) {
+		t.Errorf("moving an unordered bucket: %v, want store.ErrUnordered", err)
 	}
 }
