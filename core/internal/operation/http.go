@@ -140,20 +140,18 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		}
 		currentPage = n
 	}
-	ops, err := a.Repo.List(r.Context(), p.Tenant, f)
+	withTotal := q.Get("withTotalPages") == "true"
+	ops, total, err := a.Repo.List(r.Context(), p.Tenant, f, Page{Skip: (currentPage - 1) * pageSize, Limit: pageSize, Count: withTotal})
 	if err != nil {
 		rest.StoreError(w, "devicecontrol", err)
 		return
 	}
-	total := len(ops)
-	from := min((currentPage-1)*pageSize, total)
-	to := min(from+pageSize, total)
-	out := make([]map[string]any, 0, to-from)
-	for _, op := range ops[from:to] {
+	out := make([]map[string]any, 0, len(ops))
+	for _, op := range ops {
 		out = append(out, present(r, op))
 	}
 	stats := map[string]any{"currentPage": currentPage, "pageSize": pageSize}
-	if q.Get("withTotalPages") == "true" {
+	if withTotal {
 		stats["totalPages"] = (total + pageSize - 1) / pageSize
 	}
 	rest.JSON(w, http.StatusOK, map[string]any{

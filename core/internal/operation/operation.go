@@ -5,12 +5,11 @@
 package operation
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -62,12 +61,18 @@ type record struct {
 
 // Buckets: "op" holds tenant/id -> record; "op_dev" indexes tenant/device/
 // zero-padded id -> "" so a device's queue scans in creation order;
-// "seq" holds the id counter.
+// "op_new" (tenant/rev) and "op_dev_new" (tenant/device/rev) index every
+// operation newest first (rev is MaxUint64 - id, zero-padded), so a page
+// of a list stops scanning once it is full; "seq" holds the id counter
+// and the index version.
 const (
-	bucketOp    = "op"
-	bucketOpDev = "op_dev"
-	bucketSeq   = "seq"
-	seqKey      = "operation"
+	bucketOp     = "op"
+	bucketOpDev  = "op_dev"
+	bucketNew    = "op_new"
+	bucketDevNew = "op_dev_new"
+	bucketSeq    = "seq"
+	seqKey       = "operation"
+	indexKey     = "operation_index" // "1" once every operation is in op_new and op_dev_new
 )
 
 // ErrNotFound is returned for an unknown operation id.
@@ -87,6 +92,25 @@ func opKey(tenant, id string) string { return tenant + "/" + id }
 func devKey(tenant, device, id string) string {
 	n, _ := strconv.ParseUint(id, 10, 64)
 	return fmt.Sprintf("%s/%s/%020d", tenant, device, n)
+}
+
+// revID orders ids newest first.
+func revID(id string) string {
+	n, _ := strconv.ParseUint(id, 10, 64)
+	return fmt.Sprintf("%020d", uint64(math.MaxUint64)-n)
+}
+
+func idOfRev(rev string) string {
+	n, _ := strconv.ParseUint(rev, 10, 64)
+	return strconv.FormatUint(uint64(math.MaxUint64)-n, 10)
+}
+
+// putIndex adds op to the newest-first indexes.
+func putIndex(tx store.Tx, tenant, device, id string) error {
+	if err := tx.Put(bucketNew, tenant+"/"+revID(id), nil); err != nil {
+		return err
+	}
+	return tx.Put(bucketDevNew, tenant+"/"+device+"/"+revID(id), nil)
 }
 
 func getOp(tx store.Tx, tenant, id string) (*Operation, error) {
@@ -131,6 +155,9 @@ func (r *Repo) Create(ctx context.Context, op *Operation) error {
 		op.Status = Pending
 		op.CreationTime, op.LastUpdated = now, now
 		if err := putOp(tx, op); err != nil {
+			return err
+		}
+		if err := putIndex(tx, op.Tenant, op.DeviceID, op.ID); err != nil {
 			return err
 		}
 		return tx.Put(bucketOpDev, devKey(op.Tenant, op.DeviceID, op.ID), nil)
@@ -216,35 +243,97 @@ type Filter struct {
 	Status   Status
 }
 
-// List returns a tenant's operations matching f, newest first.
-func (r *Repo) List(ctx context.Context, tenant string, f Filter) ([]*Operation, error) {
+// Page says which of the matching operations List returns: Limit of them
+// after skipping Skip, newest first; Count asks for the number of all
+// matches, which costs a scan of all of them.
+type Page struct {
+	Skip, Limit int
+	Count       bool
+}
+
+// List returns a page of a tenant's operations matching f, newest first,
+// and how many match: exact with p.Count or when the scan reached the
+// end, otherwise a lower bound.
+func (r *Repo) List(ctx context.Context, tenant string, f Filter, p Page) ([]*Operation, int, error) {
 	var ops []*Operation
+	matched := 0
 	err := r.st.View(ctx, func(tx store.Tx) error {
-		return tx.Scan(bucketOp, tenant+"/", "", func(_ string, v []byte) error {
-			var rec record
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return err
+		ops, matched = nil, 0
+		bucket, prefix := bucketNew, tenant+"/"
+		if f.DeviceID != "" {
+			bucket, prefix = bucketDevNew, tenant+"/"+f.DeviceID+"/"
+		}
+		return tx.Scan(bucket, prefix, "", func(key string, _ []byte) error {
+			if !p.Count && matched >= p.Skip+p.Limit {
+				return store.ErrStop
 			}
-			op := rec.Operation
-			op.Tenant = rec.TenantID
-			if f.DeviceID != "" && op.DeviceID != f.DeviceID {
+			op, err := getOp(tx, tenant, idOfRev(key[len(prefix):]))
+			if errors.Is(err, ErrNotFound) {
 				return nil
+			}
+			if err != nil {
+				return err
 			}
 			if f.Status != "" && op.Status != f.Status {
 				return nil
 			}
-			ops = append(ops, &op)
+			if matched >= p.Skip && matched < p.Skip+p.Limit {
+				ops = append(ops, op)
+			}
+			matched++
 			return nil
 		})
 	})
-	// keys sort as strings; order by numeric id, newest first
-	sortOps(ops)
-	return ops, err
+	return ops, matched, err
 }
 
-func sortOps(ops []*Operation) {
-	slices.SortFunc(ops, func(a, b *Operation) int { return cmp.Compare(mustUint(b.ID), mustUint(a.ID)) })
+// BuildIndex puts the operations stored before the newest-first indexes
+// existed into them; later starts find the index version and return at
+// once. Each batch is its own transaction, so an interrupted build goes on
+// at the next start.
+func (r *Repo) BuildIndex(ctx context.Context) (int, error) {
+	done := false
+	if err := r.st.View(ctx, func(tx store.Tx) error {
+		_, err := tx.Get(bucketSeq, indexKey)
+		done = err == nil
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil || done {
+		return 0, err
+	}
+	total, start := 0, ""
+	for {
+		n, next := 0, ""
+		err := r.st.Update(ctx, func(tx store.Tx) error {
+			n, next = 0, ""
+			return tx.Scan(bucketOp, "", start, func(key string, v []byte) error {
+				if n == 256 {
+					next = key
+					return store.ErrStop
+				}
+				var rec record
+				if err := json.Unmarshal(v, &rec); err != nil {
+					return fmt.Errorf("decode operation %s: %w", key, err)
+				}
+				n++
+				return putIndex(tx, rec.TenantID, rec.DeviceID, rec.ID)
+			})
+		})
+		if err != nil {
+			return total, fmt.Errorf("index operations: %w", err)
+		}
+		total += n
+		if next == "" {
+			break
+		}
+		start = next
+	}
+	err := r.st.Update(ctx, func(tx store.Tx) error { return tx.Put(bucketSeq, indexKey, []byte("1")) })
+	return total, err
 }
+
 
 // Devices returns every tenant/device pair with unfinished operations, for
 // the start-up sweep.

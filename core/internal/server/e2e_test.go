@@ -242,6 +242,19 @@ func runShellCommands(t *testing.T, spec string) {
 		t.Errorf("device saw %d reboots, want 1", dev.Reboots())
 	}
 
+	// the device's failed operations, newest first, a page at a time
+	var list struct {
+		Operations []map[string]any `json:"operations"`
+		Statistics map[string]any   `json:"statistics"`
+	}
+	if code := ts.call(t, "GET", "/devicecontrol/operations?deviceId="+id+"&status=FAILED&pageSize=1&withTotalPages=true", nil, &list); code != 200 ||
+		len(list.Operations) != 1 || list.Statistics["totalPages"] != float64(2) {
+		t.Fatalf("list of failed operations: %d %+v", code, list)
+	}
+	if cmd, _ := list.Operations[0]["c8y_Command"].(map[string]any); cmd["text"] != "read /4242/0/0" {
+		t.Errorf("newest failed operation: %v", list.Operations[0])
+	}
+
 	// values read and observed reach the managed object
 	var mo map[string]any
 	ts.call(t, "GET", "/inventory/managedObjects/"+id, nil, &mo)

@@ -193,6 +193,11 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	}
 
 	repo := operation.NewRepo(st)
+	if n, err := repo.BuildIndex(ctx); err != nil {
+		return nil, err
+	} else if n > 0 {
+		log.Info("operations indexed for listing", "operations", n)
+	}
 	s.runner = operation.NewRunner(repo, s.device, s.platform, models, operation.Options{
 		Timeout: cfg.RequestTimeout, Logger: log,
 	})
