@@ -334,7 +334,6 @@ func (r *Repo) BuildIndex(ctx context.Context) (int, error) {
 	return total, err
 }
 
-
 // Devices returns every tenant/device pair with unfinished operations, for
 // the start-up sweep.
 func (r *Repo) Devices(ctx context.Context) ([][2]string, error) {
