@@ -126,17 +126,6 @@ func (p *Platform) DeleteDevice(ctx context.Context, tenant, id string, rm Remov
 	return p.deleteMO(ctx, tenant, id, rm, true)
 }
 
-// lookupEndpoint finds the device an endpoint was registered as; the
-// error wraps store.ErrNotFound for an endpoint never registered.
-func (p *Platform) lookupEndpoint(ctx context.Context, endpoint string) (binding, error) {
-	var b binding
-	err := p.st.View(ctx, func(tx store.Tx) error { return getJSON(tx, bucketEndpoint, endpoint, &b) })
-	if err != nil {
-		return binding{}, fmt.Errorf("endpoint %q: %w", endpoint, err)
-	}
-	return b, nil
-}
-
 // Endpoint returns the endpoint name of an LwM2M device of tenant (for the
 // operation runner). The error wraps store.ErrNotFound when the managed
 // object is missing or not an LwM2M device.

@@ -16,7 +16,6 @@ import (
 
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
 	"github.com/lwm2md/lwm2md/core/internal/platform"
-	"github.com/lwm2md/lwm2md/core/internal/rest"
 	"github.com/lwm2md/lwm2md/core/internal/store"
 	"github.com/lwm2md/lwm2md/core/internal/store/bolt"
 	"github.com/lwm2md/lwm2md/core/internal/store/redis/redistest"
@@ -73,8 +72,6 @@ var quiet = slog.New(slog.DiscardHandler)
 func newPlatform(st store.Store) *platform.Platform {
 	return platform.New(st, platform.Options{Logger: quiet, BcryptCost: bcrypt.MinCost})
 }
-
-var mgmtAdmin = rest.Principal{Tenant: platform.Management, User: "admin", Admin: true}
 
 func TestBootstrap(t *testing.T) { testBootstrap(t, openBolt) }
 func TestBootstrapRedisIntegration(t *testing.T) {

@@ -152,7 +152,6 @@ type dtlsServer struct {
 	mu    sync.Mutex
 	regs  map[string]mux.Conn // by endpoint
 	addrs map[string][]string // remote addresses seen per endpoint on /rd
-	next  int
 }
 
 func startDTLSServer(t *testing.T, keys map[string][]byte, cfgs configMap, events *eventLog) *dtlsServer {
