@@ -34,9 +34,10 @@ bench: test-deps build ## print the benchmark figures named by the issues
 fuzz: ## run every fuzz target for FUZZTIME each (default 15s)
 	@bash scripts/fuzz.sh $${FUZZTIME:-15s}
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet and staticcheck (pion's deprecated Config form is used on purpose)
 	@test -z "$$(gofmt -l $(MODULES))" || { gofmt -l $(MODULES); echo "gofmt needed"; exit 1; }
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
+	@for m in $(MODULES); do (cd $$m && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -checks inherit,-SA1019 ./...) || exit 1; done
 
 clean: ## remove build output
 	rm -rf $(BIN)

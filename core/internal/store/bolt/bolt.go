@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/lwm2md/lwm2md/core/internal/store"
 )
@@ -91,7 +92,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		NoFreelistSync: true,
 		FreelistType:   bbolt.FreelistMapType,
 	})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open bolt store %s: database is locked by another process (waited %s): %w", path, o.lockTimeout, err)
 	}
 	if err != nil {
