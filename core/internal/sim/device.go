@@ -167,9 +167,13 @@ type Device struct {
 	own      bool // f and its scheduler belong to this device alone
 	cc       *udpclient.Conn
 
-	// Set before Start: the device's credential and bootstrap server.
+	// Set before Start: the device's credential and bootstrap server, and
+	// when its first Register was due (a run with RampUp): the latency of
+	// that Register counts from then, so that a load generator falling
+	// behind its schedule cannot hide the wait (coordinated omission).
 	psk          PSK
 	bootstrapURI string
+	due          time.Time
 	// Set by Start: the LwM2M server and, after a bootstrap, what the
 	// bootstrap server wrote; rebind is the swappable socket of a DTLS
 	// session.

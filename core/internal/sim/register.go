@@ -57,6 +57,9 @@ func (d *Device) register(ctx context.Context, initial bool) error {
 		return fmt.Errorf("sim: register %s: answer has no Location-Path", d.endpoint)
 	}
 	now := time.Now()
+	if initial && !d.due.IsZero() && d.due.Before(start) {
+		start = d.due
+	}
 	d.f.stats.regLatency.record(now.Sub(start))
 	d.f.stats.registrations.Add(1)
 	if initial {

@@ -36,8 +36,9 @@ type Config struct {
 	// Duration ends the run after this long (counted from the first
 	// Register); 0 runs until ctx is done.
 	Duration time.Duration
-	// RampUp spreads the devices' first Register evenly over this time;
-	// 0 starts them as fast as Concurrency allows.
+	// RampUp spreads the devices' first Register evenly over this time
+	// (an open-loop load, whose Register latencies count from when each
+	// was due); 0 starts them as fast as Concurrency allows.
 	RampUp time.Duration
 	// Concurrency bounds Registers and De-registers in flight; default 128.
 	Concurrency int
@@ -188,8 +189,9 @@ func startDevices(ctx context.Context, f *fleet, cfg Config, endpoint func(int) 
 	)
 	begin := time.Now()
 	for i := 0; i < cfg.Devices; i++ {
+		var at time.Time
 		if cfg.RampUp > 0 {
-			at := begin.Add(time.Duration(int64(cfg.RampUp) * int64(i) / int64(cfg.Devices)))
+			at = begin.Add(time.Duration(int64(cfg.RampUp) * int64(i) / int64(cfg.Devices)))
 			if wait := time.Until(at); wait > 0 {
 				select {
 				case <-ctx.Done():
@@ -210,6 +212,7 @@ func startDevices(ctx context.Context, f *fleet, cfg Config, endpoint func(int) 
 			defer func() { <-sem }()
 			d := f.newDevice(ep)
 			d.psk, _ = cfg.psk(ep, n) // checked by Run
+			d.due = at
 			// A Register on its way finishes even when the run is being
 			// stopped: the server may have registered the device already,
 			// and only a finished Register can be undone by De-register.
