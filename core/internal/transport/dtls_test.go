@@ -636,12 +636,15 @@ func TestDTLSHandshakesPerIP(t *testing.T) {
 		}
 		return true
 	})
-	time.Sleep(100 * time.Millisecond)
-	s.mu.RLock()
-	verified := s.verifiedIP[netip.MustParseAddr("127.0.0.1")]
-	s.mu.RUnlock()
-	if verified != 2 {
-		t.Fatalf("%d handshakes in progress past the cookie from 127.0.0.1, want 2", verified)
+	verified := func() int {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return s.verifiedIP[netip.MustParseAddr("127.0.0.1")]
+	}
+	waitFor(t, func() bool { return verified() >= 2 })
+	time.Sleep(200 * time.Millisecond) // the third has had its chance
+	if n := verified(); n != 2 {
+		t.Fatalf("%d handshakes in progress past the cookie from 127.0.0.1, want 2", n)
 	}
 	// another address is not held up
 	c, err := dtlstest.Dial(s.Addr().String(), dtlstest.Options{Identity: "dev-2", Key: []byte("secret-key-2"), LocalIP: "127.0.0.2"})
