@@ -1,7 +1,6 @@
 package operation
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -146,7 +145,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		rest.StoreError(w, "devicecontrol", err)
 		return
 	}
-	out := make([]map[string]any, 0, len(ops))
+	out := make([]presented, 0, len(ops))
 	for _, op := range ops {
 		out = append(out, present(r, op))
 	}
@@ -160,11 +159,12 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// present renders the Cumulocity JSON form with a self link.
-func present(r *http.Request, op *Operation) map[string]any {
-	b, _ := json.Marshal(op)
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	m["self"] = "http://" + r.Host + "/devicecontrol/operations/" + op.ID
-	return m
+// presented is the Cumulocity JSON form of an operation, with a self link.
+type presented struct {
+	*Operation
+	Self string `json:"self"`
+}
+
+func present(r *http.Request, op *Operation) presented {
+	return presented{Operation: op, Self: "http://" + r.Host + "/devicecontrol/operations/" + op.ID}
 }
