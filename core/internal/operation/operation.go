@@ -35,16 +35,15 @@ func (s Status) valid() bool {
 // Operation is one device operation, stored and served as JSON in
 // Cumulocity's shape.
 type Operation struct {
-	ID            string         `json:"id"`
-	Tenant        string         `json:"-"`
-	DeviceID      string         `json:"deviceId"`
-	Status        Status         `json:"status"`
-	Command       CommandFrag    `json:"c8y_Command"`
-	Description   string         `json:"description,omitempty"`
-	FailureReason string         `json:"failureReason,omitempty"`
-	CreationTime  time.Time      `json:"creationTime"`
-	LastUpdated   time.Time      `json:"lastUpdated"`
-	Extra         map[string]any `json:"-"`
+	ID            string      `json:"id"`
+	Tenant        string      `json:"-"`
+	DeviceID      string      `json:"deviceId"`
+	Status        Status      `json:"status"`
+	Command       CommandFrag `json:"c8y_Command"`
+	Description   string      `json:"description,omitempty"`
+	FailureReason string      `json:"failureReason,omitempty"`
+	CreationTime  time.Time   `json:"creationTime"`
+	LastUpdated   time.Time   `json:"lastUpdated"`
 }
 
 // CommandFrag is the c8y_Command fragment.
