@@ -317,7 +317,7 @@ func (s *DTLSServer) readLoop() error {
 		if len(data) > maxDatagram {
 			return
 		}
-		s.route(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), dst, data)
+		s.route(ap, dst, data)
 	})
 }
 

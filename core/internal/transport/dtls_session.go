@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -100,7 +99,7 @@ func (sess *session) deliver(b []byte, from netip.AddrPort, dst netip.Addr) {
 			if dst.IsValid() {
 				sess.la.set(dst, sess.srv.v6)
 			}
-			sess.receive(bytes.Clone(o.data))
+			sess.receive(o.data)
 		case protocol.ContentTypeAlert:
 			sess.confirmed()
 			if len(o.data) == 2 && (o.data[0] == 2 || o.data[1] == 0) { // fatal, or close_notify
@@ -116,11 +115,11 @@ func (sess *session) deliver(b []byte, from netip.AddrPort, dst netip.Addr) {
 
 // deliverFrom delivers a datagram the handshake's conn held.
 func (sess *session) deliverFrom(d datagram) {
-	ap := d.from.(*net.UDPAddr).AddrPort()
-	sess.deliver(d.data, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), netip.Addr{})
+	sess.deliver(d.data, d.from.(*net.UDPAddr).AddrPort(), netip.Addr{})
 }
 
-// receive hands one CoAP message of the device to the engine.
+// receive hands one CoAP message of the device to the engine, which
+// copies it before returning.
 func (sess *session) receive(msg []byte) {
 	l, err := sess.activate()
 	if err != nil {

@@ -242,7 +242,6 @@ func (s *Server) readLoop() error {
 }
 
 func (s *Server) handleDatagram(ap netip.AddrPort, dst netip.Addr, data []byte) {
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	p, created := s.peerFor(ap)
 	if p == nil {
 		return
@@ -323,8 +322,7 @@ func (s *Server) Conn(addr *net.UDPAddr) (*udpclient.Conn, error) {
 	if !running || s.ctx.Err() != nil {
 		return nil, errors.New("transport: server is not running")
 	}
-	ap := addr.AddrPort()
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	ap := unmapped(addr.AddrPort())
 	p, _ := s.peerFor(ap)
 	if p == nil {
 		return nil, errors.New("transport: server is not running")

@@ -39,8 +39,8 @@ func listenUDP(addr string) (c *net.UDPConn, v6, pktinfo bool, err error) {
 }
 
 // readDatagrams reads c until it fails, handing each datagram to handle
-// with its source address (as read: IPv4 may be mapped) and, with pktinfo,
-// its destination address. The buffer holds limit+1 bytes, so that handle
+// with its source address (unmapped, so an IPv4 peer has one key however
+// the socket is bound) and, with pktinfo, its destination address. The buffer holds limit+1 bytes, so that handle
 // can tell a datagram longer than limit and drop it. The
 // buffer is reused: handle must be done with data when it returns. Read
 // timeouts are retried; once ctx is cancelled (the socket was closed on
@@ -77,8 +77,13 @@ func readDatagrams(ctx context.Context, c *net.UDPConn, pktinfo bool, limit int,
 			}
 			return err
 		}
-		handle(ap, dst, buf[:n])
+		handle(unmapped(ap), dst, buf[:n])
 	}
+}
+
+// unmapped turns an IPv4-mapped IPv6 address into the IPv4 one.
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // startReaders runs n copies of read on wg; the channel gets the result
