@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -37,7 +36,6 @@ func FuzzDatagram(f *testing.F) {
 	}
 	f.Cleanup(func() { c.Close() })
 	mid := uint16(0)
-	buf := make([]byte, 2048)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) >= 4 {
 			// fuzzed messages get odd message IDs, the probes even ones: a
@@ -50,24 +48,8 @@ func FuzzDatagram(f *testing.F) {
 			t.Skip(err)
 		}
 		mid += 2
-		req := encodeDatagram(pingMessage(int32(mid)))
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		for ctx.Err() == nil {
-			if _, err := c.Write(req); err != nil {
-				t.Fatal(err)
-			}
-			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			for {
-				n, err := c.Read(buf)
-				if err != nil {
-					break // timeout: send the request again
-				}
-				var m message.Message
-				if _, err := coder.DefaultCoder.Decode(buf[:n], &m); err == nil && uint16(m.MessageID) == mid && m.Code == codes.Content {
-					return
-				}
-			}
+		if _, ok := probe(t, c, pingMessage(int32(mid)), 2*time.Second); ok {
+			return
 		}
 		t.Fatalf("server stopped answering after datagram %x", data)
 	})
@@ -79,6 +61,32 @@ func pingMessage(mid int32) message.Message {
 		Code: codes.GET, Type: message.Confirmable, MessageID: mid, Token: []byte{9, 9},
 		Options: message.Options{{ID: message.URIPath, Value: []byte("ping")}},
 	}
+}
+
+// probe sends the confirmable request m over c until a 2.05 Content with
+// its message ID comes back, or for wait; it returns that payload.
+func probe(t *testing.T, c net.Conn, m message.Message, wait time.Duration) ([]byte, bool) {
+	t.Helper()
+	req := encodeDatagram(m)
+	buf := make([]byte, 2048)
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				break // timeout: send the request again
+			}
+			r := message.Message{Options: make(message.Options, 0, 8)}
+			if _, err := coder.DefaultCoder.Decode(buf[:n], &r); err == nil && r.MessageID == m.MessageID && r.Code == codes.Content {
+				return r.Payload, true
+			}
+		}
+	}
+	return nil, false
 }
 
 func encodeDatagram(m message.Message) []byte {
