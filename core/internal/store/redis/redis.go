@@ -11,6 +11,11 @@
 //	lwm2md:idx:<bucket>      sorted set: every key of bucket as a member
 //	                         with score 0, so ZRANGEBYLEX lists keys in
 //	                         byte order (Scan pages through it)
+//	lwm2md:idx:<bucket>:ver  integer: the number of commits that wrote to
+//	                         the bucket (a Scan's commit checks it)
+//
+// Buckets whose name starts with "~" (store.UnorderedPrefix) have neither
+// index nor version: they are never scanned.
 //
 // Keys and values are raw bytes. In the <bucket> part "%" is written
 // "%25", ":" is written "%3A" and a bucket named exactly "idx" is written
@@ -23,20 +28,24 @@
 //
 // # Transactions
 //
-// View is plain reads. Update is optimistic: reads inside it WATCH what
-// they read (Get the value key, Scan the bucket's index key), writes are
-// buffered in the transaction (reads see them) and sent as one MULTI/EXEC
-// that SETs/DELs the values and ZADDs/ZREMs the index members. A commit
-// that overwrites existing keys removes and re-adds their index members
-// in the same MULTI, so every commit writing to a bucket touches its
-// index and a watching Scan notices. If a watched key changed meanwhile,
-// EXEC applies nothing and the function is run again after a short random
-// pause, up to a retry limit; then Update fails with store.ErrConflict.
+// View is plain reads. Update is optimistic: fn's reads go to Redis and are
+// remembered, its writes are buffered in the transaction (reads see them),
+// and the commit is one call of a Lua script (commit.lua) that first checks
+// that every key fn read still holds what fn saw, missing keys included,
+// and only then SETs and DELs the values, ZADDs and ZREMs the index members
+// and increments the version of each ordered bucket written. A Scan inside
+// an Update reads the bucket's version before its first page, so any commit
+// to that bucket meanwhile fails the check. A failed check writes nothing;
+// the function is run again after a short random pause, up to a retry
+// limit, and then Update fails with store.ErrConflict. Comparing values
+// rather than WATCHing keys lets the reads and commits of concurrent
+// transactions share pipelines (see batcher): under load Redis answers many
+// of them per round trip.
 //
 // Errors talking to Redis (refused, timeouts, EOF, LOADING, READONLY, ...)
 // wrap store.ErrUnavailable. go-redis re-dials by itself, so service
 // resumes when Redis is back. One case cannot be told apart: if the
-// connection drops after EXEC was sent, the Update may have committed
+// connection drops after the commit was sent, the Update may have committed
 // although ErrUnavailable is returned.
 package redis
 
@@ -56,6 +65,10 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
+// pipelines is how many pipelines the store's transactions share (see
+// batcher); each holds one pooled connection while it waits for Redis.
+const pipelines = 4
+
 // DefaultPrefix starts every key the store writes unless WithPrefix says
 // otherwise.
 const DefaultPrefix = "lwm2md:"
@@ -67,6 +80,7 @@ type Store struct {
 	prefix   string
 	retries  int
 	pageSize int64
+	batch    *batcher
 	closed   atomic.Bool
 }
 
@@ -122,13 +136,16 @@ func Open(rawURL string, opts ...Option) (*Store, error) {
 	if o.client != nil {
 		o.client(ro)
 	}
-	s := &Store{rdb: goredis.NewClient(ro), prefix: o.prefix, retries: o.retries, pageSize: o.pageSize}
+	rdb := goredis.NewClient(ro)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		_ = s.rdb.Close()
+	// Loading the commit script also checks that Redis answers.
+	if err := commitScript.Load(ctx, rdb).Err(); err != nil {
+		_ = rdb.Close()
 		return nil, fmt.Errorf("open redis store %s db %d: %w: %w", ro.Addr, ro.DB, store.ErrUnavailable, err)
 	}
+	s := &Store{rdb: rdb, prefix: o.prefix, retries: o.retries, pageSize: o.pageSize}
+	s.batch = newBatcher(rdb, pipelines, 256)
 	return s, nil
 }
 
@@ -185,7 +202,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	return fn(newTx(ctx, s, nil))
+	return fn(newTx(ctx, s, false))
 }
 
 // Update runs fn as an optimistic transaction (see the package doc).
@@ -197,23 +214,19 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		if s.closed.Load() {
 			return errClosed
 		}
-		var fnErr error
-		err := s.rdb.Watch(ctx, func(rtx *goredis.Tx) error {
-			t := newTx(ctx, s, rtx)
-			fnErr = fn(t)
-			if fnErr != nil {
-				t.unwatch()
-				return fnErr
-			}
-			return t.commit()
-		})
-		switch {
-		case fnErr != nil:
-			return fnErr
-		case err == nil:
+		t := newTx(ctx, s, true)
+		if err := fn(t); err != nil {
+			return err
+		}
+		if t.err == nil && len(t.ov) == 0 {
 			return nil
-		case !errors.Is(err, goredis.TxFailedErr):
-			return s.wrap(ctx, "update", err)
+		}
+		applied, err := t.commit()
+		switch {
+		case err != nil:
+			return err
+		case applied:
+			return nil
 		case attempt >= s.retries:
 			return fmt.Errorf("redis update: gave up after %d attempts: %w", attempt+1, store.ErrConflict)
 		}
@@ -247,6 +260,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.batch.close()
 	if err := s.rdb.Close(); err != nil {
 		return fmt.Errorf("close redis store: %w", err)
 	}
@@ -292,4 +306,10 @@ func (s *Store) valueKey(bucket, key string) string {
 
 func (s *Store) indexKey(bucket string) string {
 	return s.prefix + "idx:" + escapeBucket(bucket)
+}
+
+// versionKey counts the commits that wrote to an ordered bucket. No value
+// or index key ends in ":ver" after "idx:" (bucket names are escaped).
+func (s *Store) versionKey(bucket string) string {
+	return s.indexKey(bucket) + ":ver"
 }

@@ -140,7 +140,7 @@ func TestConflictIntegration(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, url, redis.WithRetries(2))
 	node2 := open(t, url) // another server node sharing the database
-	t.Run("prefetched_keys_are_watched", func(t *testing.T) {
+	t.Run("prefetched_keys_are_checked", func(t *testing.T) {
 		runs := 0
 		err := s.Update(ctx, func(tx store.Tx) error {
 			runs++
@@ -163,6 +163,18 @@ func TestConflictIntegration(t *testing.T) {
 			t.Fatalf("update ran %d times, err %v, copy %q; want a second run after the prefetched key changed", runs, err, got)
 		}
 	})
+	t.Run("commit_after_script_cache_flush", func(t *testing.T) {
+		// As after a Redis restart: the commit script must be loaded again.
+		if err := raw.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Update(ctx, func(tx store.Tx) error { return tx.Put("sf", "k", []byte("v")) }); err != nil {
+			t.Fatalf("update after SCRIPT FLUSH: %v", err)
+		}
+		if got, err := raw.Get(ctx, "lwm2md:sf:k").Result(); err != nil || got != "v" {
+			t.Fatalf("GET = %q, %v; want v", got, err)
+		}
+	})
 	// Each case's fn reads (or not), then another client changes a key
 	// behind its back before the commit, differently at each attempt.
 	cases := []struct {
@@ -172,11 +184,11 @@ func TestConflictIntegration(t *testing.T) {
 		wantErr   error
 		wantCalls int
 	}{
-		{"get_watches_value",
+		{"get_checks_value",
 			func(tx store.Tx, _ int) error { _, err := tx.Get("c", "n"); return err },
-			func(int) error { return raw.Set(ctx, "lwm2md:c:n", "outside", 0).Err() },
+			func(attempt int) error { return raw.Set(ctx, "lwm2md:c:n", fmt.Sprint("outside", attempt), 0).Err() },
 			store.ErrConflict, 3},
-		{"get_of_missing_key_watches_creation",
+		{"get_of_missing_key_checks_creation",
 			func(tx store.Tx, attempt int) error {
 				_, err := tx.Get("c", fmt.Sprint("missing", attempt))
 				if !errors.Is(err, store.ErrNotFound) {
@@ -188,12 +200,34 @@ func TestConflictIntegration(t *testing.T) {
 				return raw.Set(ctx, fmt.Sprint("lwm2md:c:missing", attempt), "outside", 0).Err()
 			},
 			store.ErrConflict, 3},
-		{"scan_watches_index",
+		{"scan_sees_new_key_by_other_node",
 			func(tx store.Tx, _ int) error { return tx.Scan("c", "", "", func(string, []byte) error { return nil }) },
 			func(attempt int) error {
-				return raw.ZAdd(ctx, "lwm2md:idx:c", goredis.Z{Member: fmt.Sprint("phantom", attempt)}).Err()
+				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", fmt.Sprint("phantom", attempt), nil) })
 			},
 			store.ErrConflict, 3},
+		{"scan_sees_delete_by_other_node",
+			func(tx store.Tx, _ int) error { return tx.Scan("c", "", "", func(string, []byte) error { return nil }) },
+			func(attempt int) error {
+				return node2.Update(ctx, func(tx store.Tx) error {
+					if err := tx.Put("c", fmt.Sprint("next", attempt), nil); err != nil {
+						return err
+					}
+					return tx.Delete("c", fmt.Sprint("next", attempt-1))
+				})
+			},
+			store.ErrConflict, 3},
+		{"get_sees_value_changed_and_changed_back",
+			// Values are compared, not watched: a value written back to
+			// what fn read is no conflict, and fn's picture is still true.
+			func(tx store.Tx, _ int) error { _, err := tx.Get("c", "n"); return err },
+			func(int) error {
+				if err := raw.Set(ctx, "lwm2md:c:n", "other", 0).Err(); err != nil {
+					return err
+				}
+				return raw.Set(ctx, "lwm2md:c:n", "0", 0).Err()
+			},
+			nil, 1},
 		{"scan_sees_overwrite_by_other_node",
 			func(tx store.Tx, _ int) error { return tx.Scan("c", "", "", func(string, []byte) error { return nil }) },
 			func(attempt int) error {

@@ -132,20 +132,38 @@ func (p *pager) buffered(k string) bool {
 }
 
 // fetch reads the next page: the keys from the index, then their values.
-// Inside an Update only the index is watched: every commit that writes to
-// a bucket modifies its index (see tx.commit), overwrites included. This
-// also keeps WATCH cheap; Redis checks each new WATCH against all keys the
-// connection already watches, so watching every value of a 10,000-key scan
-// costs seconds.
+// Inside an Update the first page is read with the bucket's version, which
+// the commit checks: every commit that writes to the bucket increments it,
+// so no value needs checking one by one.
 func (p *pager) fetch() error {
 	t, ctx := p.t, p.t.ctx
 	ix := t.s.indexKey(p.bucket)
+	vk := t.s.versionKey(p.bucket)
+	_, versioned := t.got[vk]
+	versioned = versioned || !t.update
+	var ver *goredis.StringCmd
 	var zr *goredis.StringSliceCmd
-	err := t.read("scan", []string{ix}, func(pipe goredis.Pipeliner) {
+	err := t.read("scan", func(pipe goredis.Pipeliner) {
+		if !versioned {
+			ver = pipe.Get(ctx, vk)
+		}
 		zr = pipe.ZRangeByLex(ctx, ix, &goredis.ZRangeBy{Min: p.min, Max: p.max, Count: t.s.pageSize})
 	})
 	if err != nil {
 		return err
+	}
+	if ver != nil {
+		b, err := ver.Bytes()
+		switch {
+		case errors.Is(err, goredis.Nil):
+			b = nil
+		case err != nil:
+			return t.fail("scan", err)
+		}
+		t.remember(vk, b)
+	}
+	if err := zr.Err(); err != nil {
+		return t.fail("scan", err)
 	}
 	p.keys, p.vals, p.i = zr.Val(), nil, 0
 	if int64(len(p.keys)) < t.s.pageSize {
@@ -160,8 +178,11 @@ func (p *pager) fetch() error {
 		vks[i] = t.s.valueKey(p.bucket, k)
 	}
 	var mg *goredis.SliceCmd
-	if err := t.read("scan", nil, func(pipe goredis.Pipeliner) { mg = pipe.MGet(ctx, vks...) }); err != nil {
+	if err := t.read("scan", func(pipe goredis.Pipeliner) { mg = pipe.MGet(ctx, vks...) }); err != nil {
 		return err
+	}
+	if err := mg.Err(); err != nil {
+		return t.fail("scan", err)
 	}
 	p.vals = make([][]byte, len(p.keys))
 	for i, v := range mg.Val() {

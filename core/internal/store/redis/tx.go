@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,17 +12,19 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
-// tx is a store.Tx over Redis. In a View rtx is nil and reads go straight
-// to the client; in an Update reads WATCH their keys on rtx's connection
-// and writes collect in ov until commit.
+// tx is a store.Tx over Redis. Reads go to Redis through the store's
+// shared pipelines and are remembered in got; inside an Update, writes
+// collect in ov until commit, which applies them only if every key in got
+// still holds what was read (see commit.lua).
 type tx struct {
-	ctx     context.Context
-	s       *Store
-	rtx     *goredis.Tx
-	watched map[string]struct{}
-	ov      map[string]*overlay // by bucket
+	ctx    context.Context
+	s      *Store
+	update bool
+	ov     map[string]*overlay // by bucket
 	// pre are value keys to fetch with the next read (Prefetch); got
-	// holds what was fetched for a later Get (nil value: missing).
+	// holds what each read key held (nil: missing). In an Update it is
+	// also what the commit checks, together with the version of each
+	// bucket the transaction scanned.
 	pre []string
 	got map[string][]byte
 	// err is the first Redis failure seen by a read. fn may have swallowed
@@ -43,10 +46,14 @@ type entry struct {
 
 var errReadOnly = errors.New("read-only transaction")
 
-func newTx(ctx context.Context, s *Store, rtx *goredis.Tx) *tx {
-	t := &tx{ctx: ctx, s: s, rtx: rtx}
-	if rtx != nil {
-		t.watched = make(map[string]struct{})
+//go:embed commit.lua
+var commitSource string
+
+var commitScript = goredis.NewScript(commitSource)
+
+func newTx(ctx context.Context, s *Store, update bool) *tx {
+	t := &tx{ctx: ctx, s: s, update: update}
+	if update {
 		t.ov = make(map[string]*overlay)
 	}
 	return t
@@ -75,32 +82,24 @@ func (t *tx) fail(op string, err error) error {
 	return err
 }
 
-// read sends the commands queued by queue in one round trip, preceded
-// inside an Update by a WATCH of the keys not watched yet: watching before
-// reading means any later change to them makes EXEC fail.
-func (t *tx) read(op string, keys []string, queue func(goredis.Pipeliner)) error {
-	var pipe goredis.Pipeliner
-	if t.rtx == nil {
-		pipe = t.s.rdb.Pipeline()
-	} else {
-		pipe = t.rtx.Pipeline()
-		args := make([]any, 1, 1+len(keys))
-		args[0] = "watch"
-		for _, k := range keys {
-			if _, ok := t.watched[k]; !ok {
-				t.watched[k] = struct{}{}
-				args = append(args, k)
-			}
-		}
-		if len(args) > 1 {
-			pipe.Do(t.ctx, args...)
-		}
-	}
-	queue(pipe)
-	if _, err := pipe.Exec(t.ctx); err != nil && !errors.Is(err, goredis.Nil) {
+// read sends the commands queue adds in one round trip, shared with
+// other transactions' commands.
+func (t *tx) read(op string, queue func(goredis.Pipeliner)) error {
+	if err := t.s.batch.do(t.ctx, false, queue); err != nil {
 		return t.fail(op, err)
 	}
 	return nil
+}
+
+// remember records what key held when read (nil: missing), keeping the
+// first reading: that is what the commit checks.
+func (t *tx) remember(key string, v []byte) {
+	if t.got == nil {
+		t.got = make(map[string][]byte)
+	}
+	if _, ok := t.got[key]; !ok {
+		t.got[key] = v
+	}
 }
 
 // Get returns the transaction's own write of key if any, else the value
@@ -123,7 +122,7 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 		keys := append(t.pre, vk)
 		t.pre = nil
 		cmds := make([]*goredis.StringCmd, len(keys))
-		if err := t.read("get", keys, func(p goredis.Pipeliner) {
+		if err := t.read("get", func(p goredis.Pipeliner) {
 			for i, k := range keys {
 				cmds[i] = p.Get(t.ctx, k)
 			}
@@ -140,10 +139,7 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 			case b == nil:
 				b = []byte{}
 			}
-			if t.got == nil {
-				t.got = make(map[string][]byte, len(keys))
-			}
-			t.got[k] = b
+			t.remember(k, b)
 		}
 		v = t.got[vk]
 	}
@@ -153,7 +149,7 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 	return v, nil
 }
 
-// Prefetch queues bucket/key to be read (and, in an Update, watched) with
+// Prefetch queues bucket/key to be read (and, in an Update, checked) with
 // the transaction's next read, in the same round trip.
 func (t *tx) Prefetch(bucket, key string) {
 	if check(bucket, key) != nil {
@@ -175,7 +171,7 @@ func (t *tx) Put(bucket, key string, value []byte) error {
 	if err := check(bucket, key); err != nil {
 		return err
 	}
-	if t.rtx == nil {
+	if !t.update {
 		return fmt.Errorf("put %q in bucket %q: %w", key, bucket, errReadOnly)
 	}
 	v := make([]byte, len(value))
@@ -189,7 +185,7 @@ func (t *tx) Delete(bucket, key string) error {
 	if err := check(bucket, key); err != nil {
 		return err
 	}
-	if t.rtx == nil {
+	if !t.update {
 		return fmt.Errorf("delete %q in bucket %q: %w", key, bucket, errReadOnly)
 	}
 	t.set(bucket, key, entry{deleted: true})
@@ -214,66 +210,82 @@ func (t *tx) set(bucket, key string, e entry) {
 	o.m[key] = e
 }
 
-// commit sends the buffered writes as one MULTI/EXEC. EXEC fails with
-// TxFailedErr, applying nothing, if a watched key changed.
-//
-// commit writes the buffered writes in one MULTI/EXEC: one MSET and one
-// DEL for all buckets, and the Scan index of each ordered bucket. Written
-// members are removed from the index and added back: the set ends up the
-// same, but Redis counts the ZREM of an existing member as a modification
-// (a ZADD of one is not), so a Scan elsewhere that watches the index
-// learns that a value it read was overwritten.
-func (t *tx) commit() error {
-	if t.err != nil || len(t.ov) == 0 {
-		t.unwatch()
-		return t.err
+// commit sends the buffered writes with what the transaction read to
+// commit.lua, which applies them in one step if no read is stale. It
+// reports whether they were applied. Each ordered bucket written gets its
+// index members added or removed and its version incremented, which makes
+// the commit of any transaction that scanned the bucket meanwhile fail.
+func (t *tx) commit() (bool, error) {
+	if t.err != nil {
+		return false, t.err
 	}
-	_, err := t.rtx.TxPipelined(t.ctx, func(p goredis.Pipeliner) error {
-		var sets []any
-		var dels []string
-		for bucket, o := range t.ov {
-			var put, del []any
-			var add []goredis.Z
-			ordered := !store.Unordered(bucket)
-			for _, k := range o.keys {
-				vk := t.s.valueKey(bucket, k)
-				if e := o.m[k]; e.deleted {
-					dels = append(dels, vk)
-					if ordered {
-						del = append(del, k)
-					}
-				} else {
-					sets = append(sets, vk, e.value)
-					if ordered {
-						put = append(put, k)
-						add = append(add, goredis.Z{Member: k})
-					}
-				}
-			}
-			ix := t.s.indexKey(bucket)
-			if len(put) > 0 {
-				p.ZRem(t.ctx, ix, put...)
-				p.ZAdd(t.ctx, ix, add...)
-			}
-			if len(del) > 0 {
-				p.ZRem(t.ctx, ix, del...)
-			}
+	args := make([]any, 0, 4+3*len(t.got)+4*len(t.ov))
+	args = append(args, len(t.got))
+	seen := make([]any, 0, len(t.got))
+	for k, v := range t.got {
+		args = append(args, k)
+		if v == nil {
+			seen = append(seen, "")
+		} else {
+			seen = append(seen, "="+string(v))
 		}
-		if len(sets) > 0 {
-			p.MSet(t.ctx, sets...)
-		}
-		if len(dels) > 0 {
-			p.Del(t.ctx, dels...)
-		}
-		return nil
-	})
-	return err
-}
-
-// unwatch releases the WATCHes of an Update that ends without EXEC, so
-// they do not stay on the pooled connection and fail someone else's EXEC.
-func (t *tx) unwatch() {
-	if len(t.watched) > 0 {
-		_ = t.rtx.Unwatch(t.ctx).Err()
 	}
+	args = append(args, seen...)
+	var dels []any
+	at := len(args)
+	args = append(args, 0) // the count of sets, filled in below
+	for bucket, o := range t.ov {
+		for _, k := range o.keys {
+			if e := o.m[k]; e.deleted {
+				dels = append(dels, t.s.valueKey(bucket, k))
+			} else {
+				args = append(args, t.s.valueKey(bucket, k), e.value)
+			}
+		}
+	}
+	args[at] = (len(args) - at - 1) / 2
+	args = append(args, len(dels))
+	args = append(args, dels...)
+	at = len(args)
+	args = append(args, 0) // the count of ordered buckets
+	nz := 0
+	for bucket, o := range t.ov {
+		if store.Unordered(bucket) {
+			continue
+		}
+		nz++
+		args = append(args, t.s.indexKey(bucket), t.s.versionKey(bucket))
+		var del []any
+		n := len(args)
+		args = append(args, 0)
+		for _, k := range o.keys {
+			if o.m[k].deleted {
+				del = append(del, k)
+			} else {
+				args = append(args, 0, k)
+			}
+		}
+		args[n] = (len(args) - n - 1) / 2
+		args = append(args, len(del))
+		args = append(args, del...)
+	}
+	args[at] = nz
+	var res *goredis.Cmd
+	run := func(eval func(context.Context, goredis.Scripter, []string, ...any) *goredis.Cmd) error {
+		return t.s.batch.do(t.ctx, true, func(p goredis.Pipeliner) { res = eval(t.ctx, p, nil, args...) })
+	}
+	if err := run(commitScript.EvalSha); err != nil {
+		return false, t.s.wrap(t.ctx, "commit", err)
+	}
+	if goredis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
+		// Redis restarted or its script cache was flushed: EVAL loads it.
+		if err := run(commitScript.Eval); err != nil {
+			return false, t.s.wrap(t.ctx, "commit", err)
+		}
+	}
+	n, err := res.Int()
+	if err != nil {
+		return false, t.s.wrap(t.ctx, "commit", err)
+	}
+	return n == 1, nil
 }

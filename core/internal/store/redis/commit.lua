@@ -1,0 +1,70 @@
+-- Commits one store transaction (see tx.commit, which builds the
+-- arguments): it checks that every key the transaction read still holds
+-- what it saw, and only then applies the writes. Returns 1 when the writes
+-- are applied, 0 when a read is stale and nothing was written.
+--
+-- Everything is in ARGV, read front to back (KEYS is empty: the store does
+-- not support Redis Cluster, and slices of ARGV go to Redis with unpack,
+-- which in Redis's Lua costs far less than building argument tables):
+--   c, then c keys the transaction read, then c times what it saw there
+--      ("" for a missing key, "=" .. value otherwise)        MGET
+--   s, then s key/value pairs                                   MSET
+--   d, then d keys                                              DEL
+--   z, then z times: an index key, its version key,
+--      n, n score/member pairs to add,                          ZADD
+--      m, m members to remove                                   ZREM, INCR version
+local a = 1
+local function count()
+  a = a + 1
+  return tonumber(ARGV[a - 1])
+end
+
+-- call runs cmd (after head, if any) over ARGV[from .. from+n-1] in chunks:
+-- unpack fails beyond a few thousand values. The chunk size is even, so
+-- pairs stay together.
+local function call(cmd, head, from, n)
+  local last = from + n - 1
+  for i = from, last, 1000 do
+    local j = math.min(i + 999, last)
+    if head then
+      redis.call(cmd, head, unpack(ARGV, i, j))
+    else
+      redis.call(cmd, unpack(ARGV, i, j))
+    end
+  end
+end
+
+local c = count()
+for i = a, a + c - 1, 1000 do
+  local have = redis.call('MGET', unpack(ARGV, i, math.min(i + 999, a + c - 1)))
+  for x = 1, #have do
+    local seen, h = ARGV[i + x - 1 + c], have[x]
+    if h then
+      if seen ~= '=' .. h then return 0 end
+    elseif seen ~= '' then
+      return 0
+    end
+  end
+end
+a = a + 2 * c
+
+local s = count()
+call('MSET', nil, a, 2 * s)
+a = a + 2 * s
+
+local d = count()
+call('DEL', nil, a, d)
+a = a + d
+
+for _ = 1, count() do
+  local index, version = ARGV[a], ARGV[a + 1]
+  a = a + 2
+  local n = count()
+  call('ZADD', index, a, 2 * n)
+  a = a + 2 * n
+  local m = count()
+  call('ZREM', index, a, m)
+  a = a + m
+  redis.call('INCR', version)
+end
+return 1
