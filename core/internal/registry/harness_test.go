@@ -51,18 +51,21 @@ func backends(t *testing.T) []backend {
 func openBolt(t testing.TB) (store.Store, func() store.Store) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "lwm2md.db")
-	st, err := bolt.Open(path)
+	st, err := bolt.Open(path, bolt.WithMemoryBuckets(IndexBuckets...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	return st, func() store.Store {
 		_ = st.Close() // bolt: one handle per file
-		s, err := bolt.Open(path)
+		s, err := bolt.Open(path, bolt.WithMemoryBuckets(IndexBuckets...))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = s.Close() })
+		if _, err := RebuildIndexes(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
 		return s
 	}
 }

@@ -36,6 +36,7 @@ func TestRegistryIntegration(t *testing.T) {
 				{"blockwise_register", testBlockwiseRegister},
 				{"store_failure", testStoreFailure},
 				{"list_and_remove", testListAndRemove},
+				{"indexes_after_restart", testIndexesAfterRestart},
 			}
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) { c.fn(t, b) })
@@ -582,4 +583,38 @@ func ptr[T any](v T) *T { return &v }
 
 func equalPtr[T comparable](a, b *T) bool {
 	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
+// testIndexesAfterRestart checks that a server on a reopened store finds
+// registrations by endpoint and address: bolt keeps those indexes in
+// memory and rebuilds them at start, Redis keeps them.
+func testIndexesAfterRestart(t *testing.T, b backend) {
+	st, reopen := b.open(t)
+	h := newHarness(t, st, Options{})
+	ctx := context.Background()
+	h.dir.add("r1", "t1", "d1")
+	h.dir.add("r2", "t1", "d2")
+	d1, d2 := h.device(t), h.device(t)
+	d1.mustRegister("ep=r1", "</3/0>")
+	h.events.next(t)
+	id2 := d2.mustRegister("ep=r2", "</3/0>")
+	h.events.next(t)
+	d1b := h.device(t) // r1 again, from another address: replaces the first
+	id1 := d1b.mustRegister("ep=r1", "</3/0>")
+	h.events.next(t)
+
+	fresh := New(reopen(), h.dir, Options{})
+	if got, err := fresh.ByEndpoint(ctx, "r1"); err != nil || got.ID != id1 {
+		t.Errorf("ByEndpoint(r1) after restart = %v, %v; want %s", got, err, id1)
+	}
+	if got, err := fresh.ByAddress(ctx, d2.localAddr()); err != nil || got.ID != id2 {
+		t.Errorf("ByAddress(r2's) after restart = %v, %v; want %s", got, err, id2)
+	}
+	_, err := fresh.ByAddress(ctx, d1.localAddr()) // the replaced registration's
+	mustNotFound(t, err)
+	if err := fresh.RemoveEndpoint(ctx, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = fresh.ByEndpoint(ctx, "r2")
+	mustNotFound(t, err)
 }

@@ -102,7 +102,7 @@ func (s *Server) closeTransport() {
 func OpenStore(spec string) (store.Store, error) {
 	switch {
 	case strings.HasPrefix(spec, "bolt:"):
-		return bolt.Open(strings.TrimPrefix(spec, "bolt:"))
+		return bolt.Open(strings.TrimPrefix(spec, "bolt:"), bolt.WithMemoryBuckets(registry.IndexBuckets...))
 	case strings.HasPrefix(spec, "redis://"), strings.HasPrefix(spec, "rediss://"):
 		return redis.Open(spec)
 	}
@@ -160,6 +160,11 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		return nil, fmt.Errorf("first-start set-up: %w", err)
 	}
 
+	if n, err := registry.RebuildIndexes(ctx, st); err != nil {
+		return nil, err
+	} else if n > 0 {
+		log.Info("registration indexes rebuilt", "registrations", n)
+	}
 	s.registry = registry.New(st, s.platform, registry.Options{
 		Logger: log, AwakeTime: cfg.AwakeTime, ExpiryGrace: cfg.ExpiryGrace,
 		ExpiryInterval: cfg.ExpiryInterval, Transport: "udp",

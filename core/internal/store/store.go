@@ -56,6 +56,14 @@ func Prefetch(tx Tx, bucket, key string) {
 	}
 }
 
+// InMemory reports whether s keeps bucket in memory only, so that it is
+// empty whenever the store is opened and its owner must rebuild it (the
+// embedded store can keep derived indexes that way).
+func InMemory(s Store, bucket string) bool {
+	m, ok := s.(interface{ InMemory(bucket string) bool })
+	return ok && m.InMemory(bucket)
+}
+
 // Store is a transactional, ordered key-value store organised in buckets.
 // Implementations are safe for concurrent use.
 type Store interface {

@@ -33,6 +33,7 @@ import (
 type Store struct {
 	db       *bbolt.DB
 	maxBatch int
+	mem      *memory
 
 	mu     sync.RWMutex // guards closed and sends on calls
 	closed bool
@@ -49,6 +50,7 @@ type options struct {
 	lockTimeout time.Duration
 	maxBatch    int
 	noSync      bool
+	memory      []string
 }
 
 // WithLockTimeout sets how long Open waits for another process to release
@@ -61,6 +63,18 @@ func WithMaxBatch(n int) Option { return func(o *options) { o.maxBatch = n } }
 // WithNoSync skips fsync on commit: faster, but a machine crash may lose
 // or corrupt recent writes. For throw-away stores only.
 func WithNoSync() Option { return func(o *options) { o.noSync = true } }
+
+// WithMemoryBuckets keeps the named buckets in memory instead of the file.
+// They must be unordered (store.Unordered) and hold only what their owner
+// rebuilds after each Open (store.InMemory tells it): an index derived
+// from other buckets, say, whose random keys would otherwise cost every
+// commit a rewritten page per key. They start empty, and copies left in the
+// file by a version that kept them there are dropped at Open. Writes to
+// them commit with the rest of their transaction; a View reads their
+// latest committed state rather than its snapshot.
+func WithMemoryBuckets(names ...string) Option {
+	return func(o *options) { o.memory = append(o.memory, names...) }
+}
 
 // Open opens or creates the store file at path (mode 0600, parent
 // directories 0700). If another process holds the file, Open fails after
@@ -75,6 +89,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	if o.maxBatch < 1 {
 		return nil, fmt.Errorf("open bolt store %s: max batch %d must be at least 1", path, o.maxBatch)
+	}
+	for _, n := range o.memory {
+		if !store.Unordered(n) {
+			return nil, fmt.Errorf("open bolt store %s: memory bucket %q must be unordered (named %q...)", path, n, store.UnorderedPrefix)
+		}
 	}
 	if o.lockTimeout <= 0 {
 		// bbolt waits forever with a zero timeout; a second server
@@ -98,15 +117,34 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
+	err = db.Update(func(btx *bbolt.Tx) error {
+		for _, n := range o.memory {
+			if btx.Bucket([]byte(n)) == nil {
+				continue // no write at all when there is nothing to drop
+			}
+			if err := btx.DeleteBucket([]byte(n)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open bolt store %s: drop memory buckets from the file: %w", path, err)
+	}
 	s := &Store{
 		db:       db,
 		maxBatch: o.maxBatch,
+		mem:      newMemory(o.memory),
 		calls:    make(chan *call, o.maxBatch),
 		done:     make(chan struct{}),
 	}
 	go s.commitLoop()
 	return s, nil
 }
+
+// InMemory reports whether bucket is kept in memory only (WithMemoryBuckets).
+func (s *Store) InMemory(bucket string) bool { return s.mem.has(bucket) }
 
 // Path returns the file the store is kept in.
 func (s *Store) Path() string { return s.db.Path() }
@@ -127,7 +165,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	}
 	var fnErr error
 	err := s.db.View(func(btx *bbolt.Tx) error {
-		fnErr = fn(&tx{btx: btx})
+		fnErr = fn(&tx{btx: btx, mem: s.mem})
 		return fnErr
 	})
 	if fnErr != nil {
@@ -275,9 +313,11 @@ func (s *Store) commit(calls []*call) {
 			break
 		}
 		failed, failErr := -1, error(nil)
+		pend := pending{}
 		err := s.db.Update(func(btx *bbolt.Tx) error {
+			t := &tx{btx: btx, mem: s.mem, pend: pend}
 			for i, c := range calls {
-				if err := safeCall(c.fn, btx); err != nil {
+				if err := safeCall(c.fn, t); err != nil {
 					failed, failErr = i, err
 					return err
 				}
@@ -294,6 +334,8 @@ func (s *Store) commit(calls []*call) {
 		default:
 			if err != nil {
 				err = fmt.Errorf("bolt commit: %w: %w", store.ErrUnavailable, err)
+			} else {
+				s.mem.apply(pend)
 			}
 			for _, c := range calls {
 				c.result <- err
@@ -308,13 +350,13 @@ func (s *Store) commit(calls []*call) {
 
 // safeCall runs fn, turning its error into *fnError and a panic into
 // *panicError so the committer survives and the caller sees either.
-func safeCall(fn func(store.Tx) error, btx *bbolt.Tx) (err error) {
+func safeCall(fn func(store.Tx) error, t *tx) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = &panicError{value: v, stack: debug.Stack()}
 		}
 	}()
-	if err := fn(&tx{btx: btx}); err != nil {
+	if err := fn(t); err != nil {
 		return &fnError{err}
 	}
 	return nil

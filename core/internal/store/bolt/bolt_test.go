@@ -179,3 +179,148 @@ func TestCloseWaitsForQueuedUpdates(t *testing.T) {
 func BenchmarkUpdateParallel(b *testing.B) {
 	storetest.BenchUpdateParallel(b, openTemp(b))
 }
+
+func TestContractMemoryBuckets(t *testing.T) {
+	// The contract's unordered buckets, kept in memory: the contract must
+	// hold for them as for the file's.
+	mem := bolt.WithMemoryBuckets(store.UnorderedPrefix+"points", store.UnorderedPrefix+"b", store.UnorderedPrefix+"new")
+	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, mem) })
+}
+
+func TestMemoryBuckets(t *testing.T) {
+	const mb = store.UnorderedPrefix + "idx"
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "lwm2md.db")
+	get := func(s store.Store, bucket, key string) string {
+		t.Helper()
+		var got string
+		err := s.View(ctx, func(tx store.Tx) error {
+			v, err := tx.Get(bucket, key)
+			got = string(v)
+			return err
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			return "<missing>"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	// An earlier version kept the bucket in the file.
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.Put(mb, "stale", []byte("from the file")) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, err = bolt.Open(path, bolt.WithMemoryBuckets(mb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !store.InMemory(s, mb) || store.InMemory(s, "reg") {
+		t.Fatal("InMemory does not name the memory bucket alone")
+	}
+	if got := get(s, mb, "stale"); got != "<missing>" {
+		t.Fatalf("the file's copy of a memory bucket is read: %q", got)
+	}
+	err = s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Put("reg", "id1", []byte("registration")); err != nil {
+			return err
+		}
+		return tx.Put(mb, "ep1", []byte("id1"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := get(s, mb, "ep1"); got != "id1" {
+		t.Fatalf("memory bucket after commit: %q", got)
+	}
+
+	t.Run("failed_update_writes_nothing", func(t *testing.T) {
+		boom := errors.New("refused")
+		err := s.Update(ctx, func(tx store.Tx) error {
+			if err := tx.Put(mb, "ep2", []byte("id2")); err != nil {
+				return err
+			}
+			if err := tx.Delete(mb, "ep1"); err != nil {
+				return err
+			}
+			if v, err := tx.Get(mb, "ep2"); err != nil || string(v) != "id2" {
+				t.Errorf("own write: %q, %v", v, err)
+			}
+			if _, err := tx.Get(mb, "ep1"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("own delete: %v", err)
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("Update = %v", err)
+		}
+		if got := get(s, mb, "ep2"); got != "<missing>" {
+			t.Fatalf("write of a failed Update is visible: %q", got)
+		}
+		if got := get(s, mb, "ep1"); got != "id1" {
+			t.Fatalf("delete of a failed Update took effect: %q", got)
+		}
+	})
+
+	t.Run("concurrent_increments_are_not_lost", func(t *testing.T) {
+		// Functions sharing group commits see each other's writes.
+		const goroutines, each = 16, 50
+		errs := make(chan error, goroutines)
+		for range goroutines {
+			go func() {
+				for range each {
+					err := s.Update(ctx, func(tx store.Tx) error {
+						v, err := tx.Get(mb, "n")
+						if err != nil && !errors.Is(err, store.ErrNotFound) {
+							return err
+						}
+						var n int
+						if v != nil {
+							if _, err := fmt.Sscan(string(v), &n); err != nil {
+								return err
+							}
+						}
+						return tx.Put(mb, "n", fmt.Append(nil, n+1))
+					})
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range goroutines {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		var n int
+		if _, err := fmt.Sscan(get(s, mb, "n"), &n); err != nil || n != goroutines*each {
+			t.Fatalf("counter = %d (%v), want %d", n, err, goroutines*each)
+		}
+	})
+	s.Close()
+
+	s, err = bolt.Open(path, bolt.WithMemoryBuckets(mb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := get(s, "reg", "id1"); got != "registration" {
+		t.Fatalf("file bucket after reopen: %q", got)
+	}
+	if got := get(s, mb, "ep1"); got != "<missing>" {
+		t.Fatalf("memory bucket survived a reopen: %q", got)
+	}
+	if _, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), bolt.WithMemoryBuckets("ordered")); err == nil || !strings.Contains(err.Error(), "must be unordered") {
+		t.Fatalf("Open with an ordered memory bucket: %v", err)
+	}
+}

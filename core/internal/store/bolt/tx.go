@@ -13,6 +13,9 @@ import (
 // tx adapts a bbolt transaction to store.Tx.
 type tx struct {
 	btx *bbolt.Tx
+	mem *memory
+	// pend collects writes to memory buckets until commit; nil in a View.
+	pend pending
 	// writes counts Puts and Deletes, so that Scan notices when its
 	// callback changed the tree under the cursor and re-seeks.
 	writes int
@@ -35,6 +38,16 @@ func check(bucket, key string) error {
 func (t *tx) Get(bucket, key string) ([]byte, error) {
 	if err := check(bucket, key); err != nil {
 		return nil, err
+	}
+	if t.mem.has(bucket) {
+		v, deleted, ok := t.pend.get(bucket, key)
+		if !ok {
+			v, ok = t.mem.get(bucket, key)
+		}
+		if !ok || deleted {
+			return nil, fmt.Errorf("get %q in bucket %q: %w", key, bucket, store.ErrNotFound)
+		}
+		return v, nil
 	}
 	b := t.btx.Bucket([]byte(bucket))
 	if b == nil {
@@ -59,6 +72,10 @@ func (t *tx) Put(bucket, key string, value []byte) error {
 	if !t.btx.Writable() {
 		return fmt.Errorf("put %q in bucket %q: %w", key, bucket, errReadOnly)
 	}
+	if t.mem.has(bucket) {
+		t.pend.set(bucket, key, append(make([]byte, 0, len(value)), value...)) // non-nil even when empty
+		return nil
+	}
 	b, err := t.btx.CreateBucketIfNotExists([]byte(bucket))
 	if err != nil {
 		return fmt.Errorf("create bucket %q: %w", bucket, err)
@@ -79,6 +96,10 @@ func (t *tx) Delete(bucket, key string) error {
 	}
 	if !t.btx.Writable() {
 		return fmt.Errorf("delete %q in bucket %q: %w", key, bucket, errReadOnly)
+	}
+	if t.mem.has(bucket) {
+		t.pend.set(bucket, key, nil)
+		return nil
 	}
 	b := t.btx.Bucket([]byte(bucket))
 	if b == nil {
