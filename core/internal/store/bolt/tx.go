@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.etcd.io/bbolt"
 
@@ -73,7 +74,9 @@ func (t *tx) Put(bucket, key string, value []byte) error {
 		return fmt.Errorf("put %q in bucket %q: %w", key, bucket, errReadOnly)
 	}
 	if t.mem.has(bucket) {
-		t.pend.set(bucket, key, append(make([]byte, 0, len(value)), value...)) // non-nil even when empty
+		// The key may share memory with a whole request (a query
+		// parameter, say), which the bucket would then keep alive.
+		t.pend.set(bucket, strings.Clone(key), append(make([]byte, 0, len(value)), value...)) // non-nil even when empty
 		return nil
 	}
 	b, err := t.btx.CreateBucketIfNotExists([]byte(bucket))
@@ -98,7 +101,7 @@ func (t *tx) Delete(bucket, key string) error {
 		return fmt.Errorf("delete %q in bucket %q: %w", key, bucket, errReadOnly)
 	}
 	if t.mem.has(bucket) {
-		t.pend.set(bucket, key, nil)
+		t.pend.set(bucket, strings.Clone(key), nil)
 		return nil
 	}
 	b := t.btx.Bucket([]byte(bucket))
