@@ -37,7 +37,6 @@ type peer struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	closed atomic.Bool
-	fresh  atomic.Bool // no message processed yet
 
 	mu      sync.Mutex
 	onClose []func()

@@ -384,7 +384,6 @@ func (s *Server) forget(p *peer) {
 // message IDs (go-coap's process-wide counter otherwise).
 func (s *Server) newPeer(ap netip.AddrPort, getMID func() int32) *peer {
 	p := &peer{srv: s, ap: ap, raddr: net.UDPAddrFromAddrPort(ap), done: make(chan struct{})}
-	p.fresh.Store(true)
 	ctx, cancel := context.WithCancel(s.ctx)
 	p.ctx.Store(&ctx)
 	p.cancel = cancel

@@ -8,7 +8,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
-// workers is the number of goroutines running first messages of new peers.
+// workers is the number of long-lived goroutines running received messages.
 const workers = 64
 
 // job is one received message handed from a peer's goroutine to a worker.
@@ -21,18 +21,15 @@ type job struct {
 
 var jobPool = sync.Pool{New: func() any { return &job{done: make(chan struct{}, 1)} }}
 
-// process runs the first message of a new peer on one of the long-lived
-// workers, whose stacks have grown to what handlers need, instead of on the
-// peer's fresh goroutine, which would grow (and later shrink) its stack for
-// every new device: most devices send one Register or Update and go quiet
-// until their conn is closed. It waits for the handler, as go-coap's
-// duplicate detection requires. Later messages, and the first one when
-// every worker is busy, run on the peer's goroutine (one hop less).
+// process runs a received message on one of the long-lived workers, whose
+// stacks have grown to what handlers need, instead of on the peer's own
+// goroutine, which would grow (and later shrink) its stack: most devices
+// send a message or two (Register, later an Update or a De-register) and go
+// quiet, so their goroutines never keep a grown stack. It waits for the
+// handler, as go-coap's duplicate detection requires, so a peer's messages
+// still run one at a time. When every worker is busy the message runs on
+// the peer's goroutine.
 func (s *Server) process(req *pool.Message, cc *udpclient.Conn, h config.HandlerFunc[*udpclient.Conn]) {
-	if p, ok := cc.Session().(*peer); !ok || !p.fresh.CompareAndSwap(true, false) {
-		cc.ProcessReceivedMessageWithHandler(req, h)
-		return
-	}
 	j := jobPool.Get().(*job)
 	j.req, j.cc, j.h = req, cc, h
 	select {
