@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -223,4 +225,19 @@ func FuzzParseRegister(f *testing.F) {
 		_, _ = parseRegister(&q, []byte(payload))
 		_, _ = parseUpdate(&q, []byte(payload), &Registration{Version: "1.1", RootPath: "/lwm2m"})
 	})
+}
+
+func TestMarshalRegUnescaped(t *testing.T) {
+	reg := &Registration{ID: "id", Endpoint: "ep", Links: `</>;rt="oma.lwm2m",</3/0>`}
+	data, err := marshalReg(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(`</3/0>`)) || bytes.Contains(data, []byte(`\u003c`)) {
+		t.Fatalf("links escaped: %s", data)
+	}
+	var back Registration
+	if err := json.Unmarshal(data, &back); err != nil || back.Links != reg.Links || data[len(data)-1] != '}' {
+		t.Fatalf("round trip: %+v, %v (%q)", back, err, data)
+	}
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -226,6 +227,19 @@ func getReg(tx store.Tx, id string) (*Registration, error) {
 	return reg, nil
 }
 
+// marshalReg encodes a registration for the store without HTML escaping:
+// its object links are full of '<' and '>', which json.Marshal writes as
+// six bytes each (a sixth of a typical record).
+func marshalReg(reg *Registration) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(reg); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
 func putReg(tx store.Tx, reg *Registration, data []byte) error {
 	if err := tx.Put(bucketReg, reg.ID, data); err != nil {
 		return err
@@ -308,7 +322,7 @@ func (r *Registry) register(ctx context.Context, reg *Registration, admit func(D
 		}
 		reg.Tenant, reg.DeviceID, reg.DeviceAwake = ref.Tenant, ref.DeviceID, millisPtr(ref.AwakeTime)
 		r.touch(reg, reg.RegisteredAt)
-		data, err := json.Marshal(reg)
+		data, err := marshalReg(reg)
 		if err != nil {
 			return err
 		}
@@ -367,7 +381,7 @@ func (r *Registry) update(ctx context.Context, id, addr string, now time.Time, a
 			}
 		}
 		r.touch(reg, now)
-		data, err := json.Marshal(reg)
+		data, err := marshalReg(reg)
 		if err != nil {
 			return err
 		}
