@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ func registrations(ctx context.Context, args []string) error {
 	profiles := fs.String("cpu-profile-dir", "", "write each lwm2md's CPU profile while registering to this directory")
 	inFlight := fs.Int("in-flight", 64, "Registers in flight per worker in the closed-loop run")
 	offered := fs.Float64("offered", 10000, "registrations/s of the second, open-loop run, which measures latency at that load; 0 skips it")
+	rounds := fs.Int("rounds", 1, "closed-loop rounds of bare, bolt and Redis in turn; ratios are taken within a round and their median printed")
 	fs.Parse(args)
 
 	tmp, err := os.MkdirTemp("", "lwm2m-bench-")
@@ -51,15 +53,16 @@ func registrations(ctx context.Context, args []string) error {
 	}
 
 	type row struct {
-		name string
-		res  aggregate
-		open aggregate // the open-loop run at -offered
+		name  string
+		round int
+		res   aggregate
+		open  aggregate // the open-loop run at -offered
 		// CPU per registration while registering: the server's, the
 		// simulator's (with its start-up) and Redis's
 		server, sim, redis time.Duration
 	}
 	var rows []row
-	measure := func(name string, setup func() (*child, error)) error {
+	measure := func(name string, round int, setup func() (*child, error)) error {
 		ch, err := setup()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -90,8 +93,8 @@ func registrations(ctx context.Context, args []string) error {
 		agg := combine(results)
 		fmt.Fprintf(os.Stderr, "%s: %d registered in %s\n", name, agg.registered, since(start))
 		per := func(d time.Duration) time.Duration { return d / time.Duration(max(agg.registered, 1)) }
-		r := row{name: name, res: agg, server: per(srv), sim: per(sim), redis: per(redis)}
-		if extraOpen != nil {
+		r := row{name: name, round: round, res: agg, server: per(srv), sim: per(sim), redis: per(redis)}
+		if extraOpen != nil && round == 0 {
 			results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extraOpen, nil)
 			if err != nil {
 				return fmt.Errorf("%s at %.0f/s: %w", name, *offered, err)
@@ -133,38 +136,88 @@ func registrations(ctx context.Context, args []string) error {
 		}
 	}
 
-	if err := measure(ceilingName, echo); err != nil {
-		return err
-	}
-	if err := measure("lwm2md, embedded store (bolt)", server("bolt:"+filepath.Join(tmp, "bench.db"))); err != nil {
-		return err
-	}
 	if c.redis != "" {
-		if err := flushRedis(ctx, c.redis); err != nil {
+		defer flushRedis(context.Background(), c.redis)
+	}
+	for round := range max(*rounds, 1) {
+		if err := measure(ceilingName, round, echo); err != nil {
 			return err
 		}
-		defer flushRedis(context.Background(), c.redis)
-		if err := measure("lwm2md, Redis store", server(c.redis)); err != nil {
+		if err := measure("lwm2md, embedded store (bolt)", round, server("bolt:"+filepath.Join(tmp, fmt.Sprintf("bench%d.db", round)))); err != nil {
 			return err
+		}
+		if c.redis != "" {
+			if err := flushRedis(ctx, c.redis); err != nil {
+				return err
+			}
+			if err := measure("lwm2md, Redis store", round, server(c.redis)); err != nil {
+				return err
+			}
 		}
 	}
 
 	fmt.Printf("\nRegistrations: %d simulated devices, each with its own UDP socket, registering at once (%d in flight per worker)\n", c.devices, *inFlight)
 	fmt.Printf("%-34s %10s %9s %9s %9s %10s %12s %12s %12s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed", "vs bare", "server µs/reg", "Redis µs/reg", "sim µs/reg")
-	ceiling := rows[0].res.perSecond
+	ceiling := map[int]float64{}
 	for _, r := range rows {
-		fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d %9.2fx %12.0f %12.0f %12.0f\n", r.name, r.res.perSecond, r.res.p50, r.res.p99, r.res.failed, r.res.perSecond/ceiling,
+		if r.name == ceilingName {
+			ceiling[r.round] = r.res.perSecond
+		}
+	}
+	for _, r := range rows {
+		name := r.name
+		if *rounds > 1 {
+			name = fmt.Sprintf("%d: %s", r.round+1, r.name)
+		}
+		fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d %9.2fx %12.0f %12.0f %12.0f\n", name, r.res.perSecond, r.res.p50, r.res.p99, r.res.failed, r.res.perSecond/ceiling[r.round],
 			micros(r.server), micros(r.redis), micros(r.sim))
 	}
-	fmt.Println("(µs/reg: CPU time per registration while registering; Redis's counts whatever else uses that Redis)")
+	fmt.Println("(µs/reg: CPU time per registration while registering and de-registering; Redis's counts whatever else uses that Redis)")
+	if *rounds > 1 {
+		fmt.Printf("\nMedian of %d rounds (each ratio against the bare server of its own round)\n", *rounds)
+		fmt.Printf("%-34s %10s %9s %10s %12s %12s\n", "target", "reg/s", "p99 ms", "vs bare", "server µs/reg", "Redis µs/reg")
+		var names []string
+		for _, r := range rows {
+			if !slices.Contains(names, r.name) {
+				names = append(names, r.name)
+			}
+		}
+		for _, name := range names {
+			var rate, p99, ratio, srv, red []float64
+			for _, r := range rows {
+				if r.name == name {
+					rate = append(rate, r.res.perSecond)
+					p99 = append(p99, r.res.p99)
+					ratio = append(ratio, r.res.perSecond/ceiling[r.round])
+					srv = append(srv, micros(r.server))
+					red = append(red, micros(r.redis))
+				}
+			}
+			fmt.Printf("%-34s %10.0f %9.2f %9.2fx %12.0f %12.0f\n", name, median(rate), median(p99), median(ratio), median(srv), median(red))
+		}
+	}
 	if extraOpen != nil {
 		fmt.Printf("\nLatency at an offered %.0f registrations/s (open loop: Registers start on a fixed schedule over %s)\n", *offered, ramp)
 		fmt.Printf("%-34s %10s %9s %9s %9s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed")
 		for _, r := range rows {
-			fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d\n", r.name, r.open.perSecond, r.open.p50, r.open.p99, r.open.failed)
+			if r.round == 0 {
+				fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d\n", r.name, r.open.perSecond, r.open.p50, r.open.p99, r.open.failed)
+			}
 		}
 	}
 	return nil
+}
+
+// median of xs (the mean of the middle two for an even count).
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 type aggregate struct {
