@@ -67,7 +67,10 @@ import (
 
 // pipelines is how many pipelines the store's transactions share (see
 // batcher); each holds one pooled connection while it waits for Redis.
-const pipelines = 4
+// Fewer pipelines make bigger batches: with 64 Registers in flight, 2
+// cost Redis 82-83 µs of CPU per registration and 4 cost 91-93 (8: 87-114).
+// One pipeline of up to 256 calls per round trip is never the limit.
+const pipelines = 2
 
 // DefaultPrefix starts every key the store writes unless WithPrefix says
 // otherwise.
