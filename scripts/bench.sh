@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 go build -o bin/lwm2m-echo ./core/cmd/lwm2m-echo
 go build -o bin/lwm2m-bench ./core/cmd/lwm2m-bench
 
-devices=10000 memdevices=100000 bulk=1x
-if [ "${QUICK:-}" = 1 ]; then devices=2000 memdevices=20000; fi
+devices=10000 memdevices=100000 bulk=1x rounds=3
+if [ "${QUICK:-}" = 1 ]; then devices=2000 memdevices=20000 rounds=1; fi
 
 section() { printf '\n=== %s\n' "$1"; }
 
@@ -26,8 +26,10 @@ bench() {
 section "CoAP transport: 64 busy peers, stock go-coap UDP server vs ours (req/s and CheckExpirations share of CPU)"
 bench -bench 'BenchmarkServe64Peers' -benchtime=200000x ./core/internal/transport/
 
-section "Registrations/s: simulator vs bare go-coap server, lwm2md on bolt, lwm2md on Redis (same run)"
-bin/lwm2m-bench registrations -devices "$devices" 2>/dev/null
+section "Registrations/s: simulator vs bare go-coap server, lwm2md on bolt, lwm2md on Redis (same run, $rounds rounds in turn)"
+bin/lwm2m-bench registrations -devices "$devices" -rounds "$rounds" 2>/dev/null
+section "Registrations/s with 256 Registers in flight (the servers are CPU-bound, not latency-bound)"
+bin/lwm2m-bench registrations -devices "$devices" -in-flight 256 -offered 0 2>/dev/null
 
 section "Memory per idle registered device"
 bin/lwm2m-bench memory -devices "$memdevices" 2>/dev/null
