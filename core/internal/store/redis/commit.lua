@@ -19,12 +19,12 @@ local function count()
   return tonumber(ARGV[a - 1])
 end
 
--- call runs cmd (after head, if any) over ARGV[from .. from+n-1] in chunks:
--- unpack fails beyond a few thousand values. The chunk size is even, so
--- pairs stay together.
-local function call(cmd, head, from, n)
-  local last = from + n - 1
-  for i = from, last, 1000 do
+-- take runs cmd (after head, if any) over the next n values of ARGV and
+-- moves past them. It sends them in chunks: unpack fails beyond a few
+-- thousand values. The chunk size is even, so pairs stay together.
+local function take(cmd, head, n)
+  local last = a + n - 1
+  for i = a, last, 1000 do
     local j = math.min(i + 999, last)
     if head then
       redis.call(cmd, head, unpack(ARGV, i, j))
@@ -32,6 +32,7 @@ local function call(cmd, head, from, n)
       redis.call(cmd, unpack(ARGV, i, j))
     end
   end
+  a = last + 1
 end
 
 local c = count()
@@ -48,23 +49,13 @@ for i = a, a + c - 1, 1000 do
 end
 a = a + 2 * c
 
-local s = count()
-call('MSET', nil, a, 2 * s)
-a = a + 2 * s
-
-local d = count()
-call('DEL', nil, a, d)
-a = a + d
-
+take('MSET', nil, 2 * count())
+take('DEL', nil, count())
 for _ = 1, count() do
   local index, version = ARGV[a], ARGV[a + 1]
   a = a + 2
-  local n = count()
-  call('ZADD', index, a, 2 * n)
-  a = a + 2 * n
-  local m = count()
-  call('ZREM', index, a, m)
-  a = a + m
+  take('ZADD', index, 2 * count())
+  take('ZREM', index, count())
   redis.call('INCR', version)
 end
 return 1

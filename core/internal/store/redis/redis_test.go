@@ -163,6 +163,40 @@ func TestConflictIntegration(t *testing.T) {
 			t.Fatalf("update ran %d times, err %v, copy %q; want a second run after the prefetched key changed", runs, err, got)
 		}
 	})
+	t.Run("many_reads_are_all_checked", func(t *testing.T) {
+		// More reads than the script sends to one MGET; the changed key
+		// is in the third chunk.
+		const n = 2500
+		err := s.Update(ctx, func(tx store.Tx) error {
+			for i := range n {
+				if err := tx.Put("many", fmt.Sprintf("k%04d", i), []byte("0")); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs := 0
+		err = s.Update(ctx, func(tx store.Tx) error {
+			runs++
+			for i := range n {
+				if _, err := tx.Get("many", fmt.Sprintf("k%04d", i)); err != nil {
+					return err
+				}
+			}
+			if runs == 1 {
+				if err := raw.Set(ctx, "lwm2md:many:k2345", "changed", 0).Err(); err != nil {
+					return err
+				}
+			}
+			return tx.Put("many", "sum", []byte("done"))
+		})
+		if err != nil || runs != 2 {
+			t.Fatalf("Update = %v after %d runs, want a second run after key 2,345 of %d changed", err, runs, n)
+		}
+	})
 	t.Run("commit_after_script_cache_flush", func(t *testing.T) {
 		// As after a Redis restart: the commit script must be loaded again.
 		if err := raw.ScriptFlush(ctx).Err(); err != nil {
