@@ -8,6 +8,10 @@
 // is bbolt's DB.Batch contract (a function may run more than once; one
 // that fails is re-run alone so it cannot spoil the others) without its
 // fixed MaxBatchDelay, which would add 10 ms to every lone Update.
+//
+// Buckets named by WithMemoryBuckets live in memory beside the file: they
+// hold indexes their owner rebuilds at start-up, whose random keys would
+// otherwise cost every commit a rewritten B-tree page per key.
 package bolt
 
 import (
