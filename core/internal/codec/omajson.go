@@ -155,7 +155,7 @@ func encodeOMAJSON(base lwm2m.Path, recs []lwm2m.Record) ([]byte, error) {
 			e.Time = &t
 		}
 	}
-	return marshalJSON(doc)
+	return MarshalJSON(doc)
 }
 
 // relativeNames splits record paths into a base name and names relative to
@@ -178,7 +178,7 @@ func relativeNames(base lwm2m.Path, recs []lwm2m.Record) (string, []string) {
 
 // marshalJSON encodes without HTML escaping: Corelnk values contain '<'
 // and '>', and small clients' JSON parsers do not know \u escapes.
-func marshalJSON(v any) ([]byte, error) {
+func MarshalJSON(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

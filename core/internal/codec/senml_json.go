@@ -156,5 +156,5 @@ func encodeSenMLJSON(base lwm2m.Path, recs []lwm2m.Record) ([]byte, error) {
 			o.Time = &t
 		}
 	}
-	return marshalJSON(out)
+	return MarshalJSON(out)
 }

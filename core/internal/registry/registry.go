@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -11,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lwm2md/lwm2md/core/internal/codec"
 	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
@@ -227,18 +227,9 @@ func getReg(tx store.Tx, id string) (*Registration, error) {
 	return reg, nil
 }
 
-// marshalReg encodes a registration for the store without HTML escaping:
-// its object links are full of '<' and '>', which json.Marshal writes as
-// six bytes each (a sixth of a typical record).
-func marshalReg(reg *Registration) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(reg); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
+// marshalReg encodes a registration for the store. Its object links are
+// full of '<' and '>', which json.Marshal would write as six bytes each.
+func marshalReg(reg *Registration) ([]byte, error) { return codec.MarshalJSON(reg) }
 
 func putReg(tx store.Tx, reg *Registration, data []byte) error {
 	if err := tx.Put(bucketReg, reg.ID, data); err != nil {
