@@ -2,8 +2,10 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/lwm2md/lwm2md/core/internal/store"
 )
@@ -50,12 +52,16 @@ func RebuildIndexes(ctx context.Context, st store.Store) (int, error) {
 		err := st.Update(ctx, func(tx store.Tx) error {
 			n0 := n
 			for _, id := range batch {
-				reg, err := getReg(tx, id)
+				b, err := tx.Get(bucketReg, id)
 				if errors.Is(err, store.ErrNotFound) {
 					continue // expired meanwhile
 				}
 				if err != nil {
 					return err
+				}
+				var reg indexed // the fields the indexes need: a fraction of the allocations
+				if err := json.Unmarshal(b, &reg); err != nil {
+					return fmt.Errorf("corrupt registration %s: %w", id, err)
 				}
 				if err := index(tx, bucketEp, reg.Endpoint, reg); err != nil {
 					return err
@@ -77,9 +83,17 @@ func RebuildIndexes(ctx context.Context, st store.Store) (int, error) {
 	return n, nil
 }
 
+// indexed is the part of a stored Registration the indexes are made of.
+type indexed struct {
+	ID         string    `json:"registrationId"`
+	Endpoint   string    `json:"endpoint"`
+	Address    string    `json:"address"`
+	LastUpdate time.Time `json:"lastUpdate"`
+}
+
 // index points key at reg unless it names a registration updated later
 // (two devices behind one NAT address, say: the latest sender owns it).
-func index(tx store.Tx, bucket, key string, reg *Registration) error {
+func index(tx store.Tx, bucket, key string, reg indexed) error {
 	if cur, err := tx.Get(bucket, key); err == nil && string(cur) != reg.ID {
 		other, err := getReg(tx, string(cur))
 		if err == nil && other.LastUpdate.After(reg.LastUpdate) {
