@@ -20,11 +20,21 @@ var IndexBuckets = []string{bucketEp, bucketAddr}
 // rebuildBatch is how many registrations one rebuild transaction indexes.
 const rebuildBatch = 1000
 
-// RebuildIndexes refills the IndexBuckets that st keeps in memory from
-// the stored registrations, and returns how many registrations it indexed.
-// It does nothing on a store that keeps them durably (Redis). It must run
-// before the store serves Registers: the server calls it at start-up.
+// bucketTenantV1 is the tenant index of earlier versions: tenant + "/" +
+// endpoint → id. Its random keys cost the embedded store a page per
+// Register; RebuildIndexes carries it over to bucketTenant.
+const bucketTenantV1 = "reg_tn"
+
+// RebuildIndexes carries the tenant index of an earlier version over to
+// the current layout, then refills the IndexBuckets that st keeps in memory
+// from the stored registrations. It returns how many registrations it
+// indexed; on a store that keeps the IndexBuckets durably (Redis) that is
+// none. It must run before the store serves Registers: the server calls
+// it at start-up.
 func RebuildIndexes(ctx context.Context, st store.Store) (int, error) {
+	if err := carryTenantIndex(ctx, st); err != nil {
+		return 0, fmt.Errorf("carry over the tenant index: %w", err)
+	}
 	inMemory := false
 	for _, b := range IndexBuckets {
 		inMemory = inMemory || store.InMemory(st, b)
@@ -101,4 +111,46 @@ func index(tx store.Tx, bucket, key string, reg indexed) error {
 		}
 	}
 	return tx.Put(bucket, key, []byte(reg.ID))
+}
+
+// carryTenantIndex moves bucketTenantV1's entries to bucketTenant in
+// batches, each in one transaction, so that a crash in between leaves the
+// rest for the next start.
+func carryTenantIndex(ctx context.Context, st store.Store) error {
+	for {
+		var keys, ids []string
+		err := st.View(ctx, func(tx store.Tx) error {
+			keys, ids = keys[:0], ids[:0]
+			return tx.Scan(bucketTenantV1, "", "", func(k string, v []byte) error {
+				if len(keys) == rebuildBatch {
+					return store.ErrStop
+				}
+				keys, ids = append(keys, k), append(ids, string(v))
+				return nil
+			})
+		})
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		err = st.Update(ctx, func(tx store.Tx) error {
+			for i, k := range keys {
+				reg, err := getReg(tx, ids[i])
+				switch {
+				case err == nil:
+					if err := tx.Put(bucketTenant, reg.Tenant+"/"+reg.ID, nil); err != nil {
+						return err
+					}
+				case !errors.Is(err, store.ErrNotFound): // a gone registration's entry just goes
+					return err
+				}
+				if err := tx.Delete(bucketTenantV1, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 }

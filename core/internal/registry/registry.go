@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,7 +23,7 @@ const (
 	bucketReg    = store.UnorderedPrefix + "reg"      // id → Registration JSON
 	bucketEp     = store.UnorderedPrefix + "reg_ep"   // endpoint → id
 	bucketExp    = "reg_exp"                          // expiryKey (zero-padded Unix ms + "/" + id) → id
-	bucketTenant = "reg_tn"                           // tenant + "/" + endpoint → id, for List
+	bucketTenant = "reg_tn_id"                        // tenant + "/" + id → empty, for List: ids begin with the time, so a Register appends to its tenant's range
 	bucketAddr   = store.UnorderedPrefix + "reg_addr" // peer "ip:port" → id of the latest registration from there
 )
 
@@ -66,9 +68,14 @@ type Directory interface {
 
 // IsRegistered reports, in tx, whether endpoint of tenant has a
 // registration (until the expiry scan removes it, up to
-// Options.ExpiryInterval after its lifetime and grace ran out).
+// Options.ExpiryInterval after its lifetime and grace ran out). Two
+// tenants may hold devices with one endpoint (only one of them connects),
+// so the endpoint's registration must also be in tenant's index.
 func IsRegistered(tx store.Tx, tenant, endpoint string) (bool, error) {
-	_, err := tx.Get(bucketTenant, tenant+"/"+endpoint)
+	id, err := tx.Get(bucketEp, endpoint)
+	if err == nil {
+		_, err = tx.Get(bucketTenant, tenant+"/"+string(id))
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}
@@ -246,7 +253,7 @@ func putReg(tx store.Tx, reg *Registration, data []byte) error {
 			return err
 		}
 	}
-	return tx.Put(bucketTenant, reg.Tenant+"/"+reg.Endpoint, []byte(reg.ID))
+	return tx.Put(bucketTenant, reg.Tenant+"/"+reg.ID, nil)
 }
 
 // deleteIfOwned removes key from an index bucket if it still names id.
@@ -275,9 +282,11 @@ func deleteReg(tx store.Tx, reg *Registration) error {
 	if err := tx.Delete(bucketExp, reg.expiryKey()); err != nil {
 		return err
 	}
+	if err := tx.Delete(bucketTenant, reg.Tenant+"/"+reg.ID); err != nil {
+		return err
+	}
 	for _, idx := range [...]struct{ bucket, key string }{
 		{bucketEp, reg.Endpoint},
-		{bucketTenant, reg.Tenant + "/" + reg.Endpoint},
 		{bucketAddr, reg.Address},
 	} {
 		if err := deleteIfOwned(tx, idx.bucket, idx.key, reg.ID); err != nil {
@@ -478,8 +487,8 @@ func (r *Registry) List(ctx context.Context, tenant string) ([]*Registration, er
 	err := r.st.View(ctx, func(tx store.Tx) error {
 		regs = regs[:0]
 		var ids []string
-		err := tx.Scan(bucketTenant, tenant+"/", "", func(_ string, v []byte) error {
-			ids = append(ids, string(v))
+		err := tx.Scan(bucketTenant, tenant+"/", "", func(k string, _ []byte) error {
+			ids = append(ids, k[len(tenant)+1:])
 			return nil
 		})
 		if err != nil {
@@ -499,7 +508,11 @@ func (r *Registry) List(ctx context.Context, tenant string) ([]*Registration, er
 		}
 		return nil
 	})
-	return regs, err
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(regs, func(a, b *Registration) int { return strings.Compare(a.Endpoint, b.Endpoint) })
+	return regs, nil
 }
 
 // Deregister removes the registration id as a De-register would and tells

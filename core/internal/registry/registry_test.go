@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -37,6 +38,7 @@ func TestRegistryIntegration(t *testing.T) {
 				{"store_failure", testStoreFailure},
 				{"list_and_remove", testListAndRemove},
 				{"indexes_after_restart", testIndexesAfterRestart},
+				{"tenant_index_of_earlier_version", testTenantIndexOfEarlierVersion},
 			}
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) { c.fn(t, b) })
@@ -617,4 +619,43 @@ func testIndexesAfterRestart(t *testing.T, b backend) {
 	}
 	_, err = fresh.ByEndpoint(ctx, "r2")
 	mustNotFound(t, err)
+}
+
+// testTenantIndexOfEarlierVersion starts on a tenant index keyed
+// tenant/endpoint, as earlier versions wrote it.
+func testTenantIndexOfEarlierVersion(t *testing.T, b backend) {
+	st, reopen := b.open(t)
+	h := newHarness(t, st, Options{})
+	ctx := context.Background()
+	h.dir.add("old-1", "t1", "d1")
+	id := h.device(t).mustRegister("ep=old-1", "</3/0>")
+	h.events.next(t)
+	err := st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Delete(bucketTenant, "t1/"+id); err != nil {
+			return err
+		}
+		if err := tx.Put(bucketTenantV1, "t1/old-1", []byte(id)); err != nil {
+			return err
+		}
+		return tx.Put(bucketTenantV1, "t1/gone", []byte("no-such-registration"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = reopen()
+	if _, err := RebuildIndexes(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	regs, err := New(st, h.dir, Options{}).List(ctx, "t1")
+	if err != nil || len(regs) != 1 || regs[0].ID != id {
+		t.Fatalf("List after the upgrade = %v, %v; want %s", regs, err, id)
+	}
+	err = st.View(ctx, func(tx store.Tx) error {
+		return tx.Scan(bucketTenantV1, "", "", func(k string, _ []byte) error {
+			return fmt.Errorf("old index still holds %q", k)
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

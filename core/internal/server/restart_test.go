@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -119,7 +120,23 @@ func TestStoreOfEarlierVersion(t *testing.T) {
 				return err
 			}
 		}
-		return nil
+		// the tenant index was keyed tenant/endpoint
+		old, err := tx.CreateBucket([]byte("reg_tn"))
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket([]byte("reg_tn_id")).ForEach(func(k, _ []byte) error {
+			tenant, id, _ := strings.Cut(string(k), "/")
+			var reg struct{ Endpoint string }
+			if err := json.Unmarshal(tx.Bucket([]byte("reg")).Get([]byte(id)), &reg); err != nil {
+				return err
+			}
+			return old.Put([]byte(tenant+"/"+reg.Endpoint), []byte(id))
+		})
+		if err != nil {
+			return err
+		}
+		return tx.DeleteBucket([]byte("reg_tn_id"))
 	})
 	db.Close()
 	if err != nil {
@@ -130,6 +147,12 @@ func TestStoreOfEarlierVersion(t *testing.T) {
 	var reg map[string]any
 	if code := ts2.call(t, "GET", "/lwm2m/registrations/early-1", nil, &reg); code != 200 || reg["deviceId"] != id {
 		t.Fatalf("registration after the upgrade: %d %v", code, reg)
+	}
+	var list struct {
+		Registrations []map[string]any `json:"registrations"`
+	}
+	if code := ts2.call(t, "GET", "/lwm2m/registrations", nil, &list); code != 200 || len(list.Registrations) != 1 || list.Registrations[0]["endpoint"] != "early-1" {
+		t.Fatalf("registrations listed after the upgrade: %d %v", code, list.Registrations)
 	}
 	var mo map[string]any
 	if code := ts2.call(t, "GET", "/inventory/managedObjects/"+id, nil, &mo); code != 200 {
