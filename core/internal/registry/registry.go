@@ -285,10 +285,14 @@ func deleteReg(tx store.Tx, reg *Registration) error {
 	if err := tx.Delete(bucketTenant, reg.Tenant+"/"+reg.ID); err != nil {
 		return err
 	}
-	for _, idx := range [...]struct{ bucket, key string }{
+	owned := [...]struct{ bucket, key string }{
 		{bucketEp, reg.Endpoint},
 		{bucketAddr, reg.Address},
-	} {
+	}
+	for _, idx := range owned {
+		store.Prefetch(tx, idx.bucket, idx.key) // on Redis both in one round trip
+	}
+	for _, idx := range owned {
 		if err := deleteIfOwned(tx, idx.bucket, idx.key, reg.ID); err != nil {
 			return err
 		}

@@ -119,7 +119,10 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 	vk := t.s.valueKey(bucket, key)
 	v, ok := t.got[vk]
 	if !ok {
-		keys := append(t.pre, vk)
+		keys := t.pre
+		if !slices.Contains(keys, vk) { // prefetched: fetch it once
+			keys = append(keys, vk)
+		}
 		t.pre = nil
 		cmds := make([]*goredis.StringCmd, len(keys))
 		if err := t.read("get", func(p goredis.Pipeliner) {
