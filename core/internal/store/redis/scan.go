@@ -139,12 +139,12 @@ func (p *pager) fetch() error {
 	t, ctx := p.t, p.t.ctx
 	ix := t.s.indexKey(p.bucket)
 	vk := t.s.versionKey(p.bucket)
-	_, versioned := t.got[vk]
-	versioned = versioned || !t.update
+	_, seen := t.got[vk]
+	needVersion := t.update && !seen // the first page of the first scan of the bucket
 	var ver *goredis.StringCmd
 	var zr *goredis.StringSliceCmd
 	err := t.read("scan", func(pipe goredis.Pipeliner) {
-		if !versioned {
+		if needVersion {
 			ver = pipe.Get(ctx, vk)
 		}
 		zr = pipe.ZRangeByLex(ctx, ix, &goredis.ZRangeBy{Min: p.min, Max: p.max, Count: t.s.pageSize})
