@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	piondtls "github.com/pion/dtls/v3"
+	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -286,14 +290,27 @@ func (d *Device) bootstrap(ctx context.Context) (*serverConfig, error) {
 		return nil, err
 	}
 	bs := newBootState(d.f.version)
-	cc, _, err := d.dial(ctx, addr, secure, d.psk, []udp.Option{
-		options.WithMux(bootRouter),
-		options.WithDialer(d.f.dialer),
-		options.WithPeriodicRunner(d.f.rt.periodicRunner),
-		options.WithErrors(func(err error) { d.f.log.Debug("coap", "endpoint", d.endpoint, "phase", "bootstrap", "error", err) }),
-	})
+	conn, _, err := d.dial(ctx, addr, secure, d.psk)
 	if err != nil {
 		return nil, fmt.Errorf("sim: bootstrap %s: %w", d.endpoint, err)
+	}
+	// The bootstrap, once per device, runs on go-coap's client: its
+	// handlers are the bootstrap server's requests, unlike the link's.
+	opts := []udp.Option{
+		options.WithMux(bootRouter),
+		options.WithPeriodicRunner(d.f.rt.periodicRunner),
+		options.WithErrors(func(err error) { d.f.log.Debug("coap", "endpoint", d.endpoint, "phase", "bootstrap", "error", err) }),
+		options.WithCloseSocket(),
+	}
+	var cc *udpclient.Conn
+	switch c := conn.(type) {
+	case *piondtls.Conn:
+		cc = coapdtls.Client(c, opts...)
+	case *net.UDPConn:
+		cc = udp.Client(c, opts...)
+	default:
+		_ = conn.Close()
+		return nil, fmt.Errorf("sim: bootstrap %s: unexpected connection %T", d.endpoint, conn)
 	}
 	// The conn lingers a moment after Bootstrap-Finish: closing a DTLS
 	// session at once may overtake the answer to Finish at the server.

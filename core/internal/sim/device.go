@@ -12,11 +12,6 @@ import (
 	"time"
 
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
-	"github.com/plgd-dev/go-coap/v3/message"
-	"github.com/plgd-dev/go-coap/v3/message/codes"
-	"github.com/plgd-dev/go-coap/v3/message/pool"
-	"github.com/plgd-dev/go-coap/v3/mux"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
 // DeviceConfig configures one simulated device.
@@ -85,7 +80,6 @@ type fleet struct {
 	tmpl        *template
 	stats       *counters
 	rt          *scheduler
-	router      *mux.Router
 }
 
 func newFleet(cfg DeviceConfig) (*fleet, error) {
@@ -153,8 +147,6 @@ func newFleet(cfg DeviceConfig) (*fleet, error) {
 		f.log = slog.New(slog.DiscardHandler)
 	}
 	f.log = f.log.With("component", "sim")
-	f.router = mux.NewRouter()
-	f.router.DefaultHandle(mux.HandlerFunc(serveDevice))
 	return f, nil
 }
 
@@ -164,8 +156,8 @@ func newFleet(cfg DeviceConfig) (*fleet, error) {
 type Device struct {
 	f        *fleet
 	endpoint string
-	own      bool // f and its scheduler belong to this device alone
-	cc       *udpclient.Conn
+	own      bool  // f and its scheduler belong to this device alone
+	link     *link // to the LwM2M server, once started
 
 	// Set before Start: the device's credential and bootstrap server, and
 	// when its first Register was due (a run with RampUp): the latency of
@@ -284,10 +276,10 @@ func (d *Device) Location() string {
 
 // LocalAddr returns the address of the device's socket, or nil before Start.
 func (d *Device) LocalAddr() net.Addr {
-	if d.cc == nil {
+	if d.link == nil {
 		return nil
 	}
-	return d.cc.LocalAddr()
+	return d.link.LocalAddr()
 }
 
 // Reboots returns how often the server executed /3/0/4 (Reboot).
@@ -299,43 +291,31 @@ func (d *Device) Notifications() int64 { return d.notifications.Load() }
 // Stats returns the device's counters.
 func (d *Device) Stats() Stats { return d.f.stats.snapshot(1) }
 
-type deviceKey struct{}
-
-// optRequestMonitor sets go-coap's request monitor, which sees every
-// incoming message first: it is where resets of notifications are caught.
-type optRequestMonitor udpclient.RequestMonitorFunc
-
-func (o optRequestMonitor) UDPClientApply(cfg *udpclient.Config) { cfg.RequestMonitor = o }
-
-func monitorIncoming(cc *udpclient.Conn, m *pool.Message) (bool, error) {
-	if m.Code() != codes.Empty {
-		return false, nil
-	}
-	d, found := cc.Context().Value(deviceKey{}).(*Device)
-	if !found {
-		return false, nil
-	}
-	switch m.Type() {
-	case message.Reset:
-		d.onReset(m.MessageID())
-	case message.Acknowledgement:
-		d.onAck(m.MessageID())
-	}
-	return false, nil
-}
-
 // Start opens the device's socket and registers; call it once. ctx bounds
 // the Register round trip (so does DeviceConfig.RequestTimeout). On error
 // the device can only be closed.
 func (d *Device) Start(ctx context.Context) error {
-	cc, err := d.connect(ctx)
+	if err := d.open(ctx); err != nil {
+		return err
+	}
+	return d.registerFirst(ctx)
+}
+
+// open connects the device's socket (after a bootstrap, when it has a
+// bootstrap server); the first half of Start.
+func (d *Device) open(ctx context.Context) error {
+	conn, err := d.connect(ctx)
 	if err != nil {
 		d.f.stats.regFailed.Add(1)
 		d.f.stats.errors.Add(1)
 		return err
 	}
-	cc.SetContextValue(deviceKey{}, d)
-	d.cc = cc
+	d.link = newLink(conn, d)
+	return nil
+}
+
+// registerFirst sends the first Register; the second half of Start.
+func (d *Device) registerFirst(ctx context.Context) error {
 	d.regMu.Lock()
 	defer d.regMu.Unlock()
 	return d.register(ctx, true)
@@ -362,8 +342,8 @@ func (d *Device) Close() error {
 		err = d.deregister(loc)
 	}
 	d.regMu.Unlock()
-	if d.cc != nil {
-		if cerr := d.cc.Close(); cerr != nil && err == nil {
+	if d.link != nil {
+		if cerr := d.link.close(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}

@@ -10,10 +10,6 @@ import (
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
-	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
-	"github.com/plgd-dev/go-coap/v3/options"
-	"github.com/plgd-dev/go-coap/v3/udp"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
 // cipherSuites are the PSK suites real LwM2M clients use, tinydtls' CCM_8
@@ -70,27 +66,16 @@ func hasScheme(s string) bool {
 	return false
 }
 
-// coapOptions are the go-coap options of a device's connection to its
-// LwM2M server.
-func (d *Device) coapOptions() []udp.Option {
-	return []udp.Option{
-		options.WithMux(d.f.router),
-		options.WithDialer(d.f.dialer),
-		options.WithPeriodicRunner(d.f.rt.periodicRunner),
-		options.WithErrors(func(err error) { d.f.log.Debug("coap", "endpoint", d.endpoint, "error", err) }),
-		optRequestMonitor(monitorIncoming),
-	}
-}
-
-// dial connects to addr: plain UDP, or DTLS with psk when secure. A DTLS
-// session runs over a socket that can be swapped under it (rebind).
-func (d *Device) dial(ctx context.Context, addr string, secure bool, psk PSK, opts []udp.Option) (*udpclient.Conn, *rebindConn, error) {
+// dial connects to addr: a connected UDP socket (*net.UDPConn), or with
+// secure a DTLS session with psk (*piondtls.Conn) over a socket that can be
+// swapped under it (rebind).
+func (d *Device) dial(ctx context.Context, addr string, secure bool, psk PSK) (net.Conn, *rebindConn, error) {
 	if !secure {
-		cc, err := udp.Dial(addr, opts...)
+		c, err := d.f.dialer.DialContext(ctx, "udp", addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("sim: dial %s: %w", addr, err)
 		}
-		return cc, nil, nil
+		return c, nil, nil
 	}
 	if psk.Identity == "" || len(psk.Key) == 0 {
 		return nil, nil, fmt.Errorf("sim: coaps://%s needs a PSK identity and key", addr)
@@ -126,7 +111,7 @@ func (d *Device) dial(ctx context.Context, addr string, secure bool, psk PSK, op
 		_ = dc.Close()
 		return nil, nil, fmt.Errorf("sim: dtls handshake with %s as %q: %w", addr, psk.Identity, err)
 	}
-	return coapdtls.Client(dc, append(opts, options.WithCloseSocket())...), pc, nil
+	return dc, pc, nil
 }
 
 // rebindConn is a net.PacketConn whose UDP socket can be replaced while a
@@ -235,7 +220,7 @@ func (c *rebindConn) SetWriteDeadline(t time.Time) error {
 
 // connect opens the device's conn to its LwM2M server, after a bootstrap
 // when the device has a bootstrap server.
-func (d *Device) connect(ctx context.Context) (*udpclient.Conn, error) {
+func (d *Device) connect(ctx context.Context) (net.Conn, error) {
 	addr, secure, psk := d.f.server, d.f.secure, d.psk
 	if d.bootstrapURI != "" {
 		c, err := d.bootstrap(ctx)
@@ -248,7 +233,7 @@ func (d *Device) connect(ctx context.Context) (*udpclient.Conn, error) {
 		d.adopt(c)
 		psk = c.psk
 	}
-	cc, rb, err := d.dial(ctx, addr, secure, psk, d.coapOptions())
+	conn, rb, err := d.dial(ctx, addr, secure, psk)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +241,7 @@ func (d *Device) connect(ctx context.Context) (*udpclient.Conn, error) {
 		d.rebind = rb
 		time.AfterFunc(d.f.rebindAfter, d.rebindNow)
 	}
-	return cc, nil
+	return conn, nil
 }
 
 // rebindNow moves the DTLS session to a new socket and sends an Update

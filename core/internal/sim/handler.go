@@ -1,10 +1,8 @@
 package sim
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,7 +13,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
-	"github.com/plgd-dev/go-coap/v3/mux"
 )
 
 // reply is a device's answer to one server request.
@@ -38,42 +35,6 @@ func content(f lwm2m.Format, body []byte) reply {
 // them to operators.
 func fail(code codes.Code, format string, args ...any) reply {
 	return reply{code: code, format: lwm2m.FormatText, body: fmt.Appendf(nil, format, args...), hasBody: true, observe: -1}
-}
-
-// serveDevice is the handler of the mux router all devices share: it finds
-// the device by its connection and lets it answer.
-func serveDevice(w mux.ResponseWriter, r *mux.Message) {
-	if r.Code() == codes.Empty {
-		// ACKs and resets reach the handler too; they need no answer.
-		return
-	}
-	d, found := w.Conn().Context().Value(deviceKey{}).(*Device)
-	if !found {
-		_ = w.SetResponse(codes.ServiceUnavailable, message.TextPlain, strings.NewReader("device not ready"))
-		return
-	}
-	rep, out := d.handle(r.Message)
-	d.f.stats.requests.Add(1)
-	var body io.ReadSeeker
-	if rep.hasBody {
-		body = bytes.NewReader(rep.body)
-	}
-	var opts []message.Option
-	for _, seg := range rep.location {
-		opts = append(opts, message.Option{ID: message.LocationPath, Value: []byte(seg)})
-	}
-	if err := w.SetResponse(rep.code, message.MediaType(rep.format), body, opts...); err != nil {
-		d.f.log.Debug("cannot answer", "endpoint", d.endpoint, "error", err)
-		return
-	}
-	if rep.observe >= 0 {
-		w.Message().SetObserve(uint32(rep.observe))
-	}
-	if len(out) > 0 {
-		// Notifications caused by this request follow its answer; they run
-		// off the connection's reader so confirmable ones can get their ACK.
-		go d.send(out)
-	}
 }
 
 // handle answers one request: the LwM2M Device Management interface mapped

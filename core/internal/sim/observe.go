@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"math"
 	"net"
 	"slices"
@@ -436,7 +437,7 @@ func (d *Device) scheduleObsLocked(now time.Time) {
 
 // send delivers notifications, NON by default, CON when configured.
 func (d *Device) send(out []notification) {
-	if d.cc == nil {
+	if d.link == nil {
 		return // never started: nobody can observe it
 	}
 	for _, n := range out {
@@ -456,8 +457,8 @@ func (d *Device) send(out []notification) {
 
 var errCancelled = errors.New("observation cancelled")
 
-// maxDirect is the largest notification payload sent as one datagram;
-// larger ones go through go-coap's block-wise transfer.
+// maxDirect is the largest payload sent in one datagram; a larger
+// notification or answer goes block-wise (see link).
 const maxDirect = 1024
 
 // Retransmission parameters of confirmable notifications (RFC 7252 4.8).
@@ -466,31 +467,35 @@ const (
 	maxRetransmit = 4
 )
 
-// sendOne writes one notification on the socket itself rather than through
-// go-coap's WriteMessage, whose block-wise layer replaces the message ID:
-// the device must know the ID to match the server's RST (which cancels the
-// observation) or ACK.
+// sendOne writes one notification. The device keeps its message ID, to
+// match the server's RST (which cancels the observation) or ACK. A payload
+// larger than a block goes as its first block; the server fetches the rest
+// (RFC 7959 3.4).
 func (d *Device) sendOne(n notification) error {
-	ctx, cancel := context.WithTimeout(context.Background(), d.f.timeout)
-	defer cancel()
-	msg := d.cc.AcquireMessage(ctx)
-	defer d.cc.ReleaseMessage(msg)
+	l := d.link
+	msg := pool.NewMessage(context.Background())
 	msg.SetCode(n.code)
 	msg.SetToken(n.token)
 	if n.code == codes.Content {
 		msg.SetObserve(n.seq)
 	}
-	msg.SetContentFormat(message.MediaType(n.format))
-	msg.SetBody(bytes.NewReader(n.payload))
+	rep := content(n.format, n.payload)
+	rep.code = n.code
+	if len(n.payload) > maxDirect {
+		l.mu.Lock()
+		l.out = &served{path: n.o.path.String(), format: message.MediaType(n.format), rep: rep, at: time.Now()}
+		l.mu.Unlock()
+		l.setBlock2(msg, rep, 0, blockSize(blockSZX))
+	} else {
+		msg.SetContentFormat(message.MediaType(n.format))
+		msg.SetBody(bytes.NewReader(n.payload))
+	}
 	typ := message.NonConfirmable
 	if d.f.confirmable {
 		typ = message.Confirmable
 	}
 	msg.SetType(typ)
-	if len(n.payload) > maxDirect {
-		return d.cc.WriteMessage(msg)
-	}
-	mid := d.cc.GetMessageID()
+	mid := l.nextMID()
 	msg.SetMessageID(mid)
 	var acked chan bool
 	d.mu.Lock()
@@ -510,7 +515,7 @@ func (d *Device) sendOne(n notification) error {
 	}
 	d.mu.Unlock()
 	if typ != message.Confirmable {
-		return d.cc.Session().WriteMessage(msg)
+		return l.write(msg)
 	}
 	defer func() {
 		d.mu.Lock()
@@ -519,7 +524,7 @@ func (d *Device) sendOne(n notification) error {
 	}()
 	timeout := ackTimeout + time.Duration(d.jitter()*float64(ackTimeout)/2)
 	for range maxRetransmit + 1 {
-		if err := d.cc.Session().WriteMessage(msg); err != nil {
+		if err := l.write(msg); err != nil {
 			return err
 		}
 		t := time.NewTimer(timeout)
@@ -527,7 +532,7 @@ func (d *Device) sendOne(n notification) error {
 		case <-acked: // ACK, or RST: onReset already ended the observation
 			t.Stop()
 			return nil
-		case <-d.cc.Done():
+		case <-l.done:
 			t.Stop()
 			return net.ErrClosed
 		case <-t.C:

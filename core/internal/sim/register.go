@@ -38,13 +38,18 @@ func (d *Device) register(ctx context.Context, initial bool) error {
 	defer cancel()
 	start := time.Now()
 	d.f.stats.registerSent(start)
-	resp, err := d.cc.Post(ctx, "/rd", message.AppLinkFormat, bytes.NewReader(payload), q...)
+	req, err := newRequest(codes.POST, "/rd", q...)
+	var resp *pool.Message
+	if err == nil {
+		req.SetContentFormat(message.AppLinkFormat)
+		req.SetBody(bytes.NewReader(payload))
+		resp, err = d.link.do(ctx, req)
+	}
 	if err != nil {
 		d.f.stats.regFailed.Add(1)
 		d.f.stats.errors.Add(1)
 		return fmt.Errorf("sim: register %s: %w", d.endpoint, err)
 	}
-	defer d.cc.ReleaseMessage(resp)
 	if resp.Code() != codes.Created {
 		d.f.stats.regFailed.Add(1)
 		d.f.stats.errors.Add(1)
@@ -158,23 +163,19 @@ func (d *Device) update() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), d.f.timeout)
 	defer cancel()
-	req, err := d.cc.NewPostRequest(ctx, loc, message.AppLinkFormat, nil, q...)
+	req, err := newRequest(codes.POST, loc, q...)
 	if err == nil && body != nil {
 		req.SetContentFormat(message.AppLinkFormat)
 		req.SetBody(bytes.NewReader(body))
 	}
 	var resp *pool.Message
 	if err == nil {
-		resp, err = d.cc.Do(req)
-		d.cc.ReleaseMessage(req)
+		resp, err = d.link.do(ctx, req)
 	}
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		if resp != nil {
-			d.cc.ReleaseMessage(resp)
-		}
 		return
 	}
 	switch {
@@ -205,9 +206,6 @@ func (d *Device) update() {
 		d.f.log.Debug("update refused", "endpoint", d.endpoint, "code", resp.Code())
 		d.scheduleUpdateLocked(now, d.retryInterval())
 	}
-	if resp != nil {
-		d.cc.ReleaseMessage(resp)
-	}
 }
 
 func (d *Device) retryInterval() time.Duration {
@@ -231,7 +229,11 @@ func (d *Device) reregister() {
 func (d *Device) deregister(loc string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d.f.timeout)
 	defer cancel()
-	resp, err := d.cc.Delete(ctx, loc)
+	req, err := newRequest(codes.DELETE, loc)
+	var resp *pool.Message
+	if err == nil {
+		resp, err = d.link.do(ctx, req)
+	}
 	d.mu.Lock()
 	if d.registered {
 		d.registered = false
@@ -242,7 +244,6 @@ func (d *Device) deregister(loc string) error {
 		d.f.stats.errors.Add(1)
 		return fmt.Errorf("sim: de-register %s: %w", d.endpoint, err)
 	}
-	defer d.cc.ReleaseMessage(resp)
 	if resp.Code() != codes.Deleted {
 		d.f.stats.errors.Add(1)
 		return fmt.Errorf("sim: de-register %s: server answered %v%s", d.endpoint, resp.Code(), diagnostic(resp))

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -176,19 +177,58 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	return f.stats.snapshot(cfg.Devices), nil
 }
 
-// startDevices registers the devices with at most cfg.Concurrency Registers
-// in flight, spread over cfg.RampUp. It returns the registered ones and the
-// first error.
+// startDevices opens the devices' sockets, then registers them with at
+// most cfg.Concurrency Registers in flight, spread over cfg.RampUp. It
+// returns the registered devices and the first error. The sockets open
+// first, as a real device's socket exists before it registers: opening
+// costs the simulator about as much CPU as the Register itself, and a load
+// generator that spends it while the Registers are measured takes it from
+// the server under test.
 func startDevices(ctx context.Context, f *fleet, cfg Config, endpoint func(int) string) ([]*Device, error) {
 	var (
 		mu       sync.Mutex
 		devices  = make([]*Device, 0, cfg.Devices)
 		firstErr error
 		wg       sync.WaitGroup
-		sem      = make(chan struct{}, cfg.Concurrency)
 	)
+	fail := func(d *Device, err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		f.log.Debug("start failed", "endpoint", d.endpoint, "error", err)
+		_ = d.Close()
+	}
+
+	opened := make([]*Device, cfg.Devices)
+	var next atomic.Int64
+	for range min(cfg.Concurrency, cfg.Devices) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= cfg.Devices || ctx.Err() != nil {
+					return
+				}
+				ep := endpoint(i)
+				d := f.newDevice(ep)
+				d.psk, _ = cfg.psk(ep, cfg.Start+i) // checked by Run
+				if err := d.open(ctx); err != nil {
+					fail(d, err)
+					continue
+				}
+				opened[i] = d
+			}
+		})
+	}
+	wg.Wait()
+
+	sem := make(chan struct{}, cfg.Concurrency)
 	begin := time.Now()
-	for i := 0; i < cfg.Devices; i++ {
+	for i, d := range opened {
+		if d == nil {
+			continue
+		}
 		var at time.Time
 		if cfg.RampUp > 0 {
 			at = begin.Add(time.Duration(int64(cfg.RampUp) * int64(i) / int64(cfg.Devices)))
@@ -204,31 +244,28 @@ func startDevices(ctx context.Context, f *fleet, cfg Config, endpoint func(int) 
 		case sem <- struct{}{}:
 		}
 		if ctx.Err() != nil {
+			// Stopped: the devices not yet registering only close.
+			for _, d := range opened[i:] {
+				if d != nil {
+					_ = d.Close()
+				}
+			}
 			break
 		}
-		wg.Add(1)
-		go func(ep string, n int) {
-			defer wg.Done()
+		d.due = at
+		wg.Go(func() {
 			defer func() { <-sem }()
-			d := f.newDevice(ep)
-			d.psk, _ = cfg.psk(ep, n) // checked by Run
-			d.due = at
 			// A Register on its way finishes even when the run is being
 			// stopped: the server may have registered the device already,
 			// and only a finished Register can be undone by De-register.
-			err := d.Start(context.WithoutCancel(ctx))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				f.log.Debug("start failed", "endpoint", ep, "error", err)
-				_ = d.Close()
+			if err := d.registerFirst(context.WithoutCancel(ctx)); err != nil {
+				fail(d, err)
 				return
 			}
+			mu.Lock()
 			devices = append(devices, d)
-		}(endpoint(i), cfg.Start+i)
+			mu.Unlock()
+		})
 	}
 	wg.Wait()
 	if firstErr == nil && len(devices) == 0 {

@@ -110,8 +110,8 @@ func (d *Device) dynamicLocked(p lwm2m.Path, v lwm2m.Value) lwm2m.Value {
 			return lwm2m.Value{Type: lwm2m.TypeTime, Int: time.Now().Unix() + d.timeOffset}
 		}
 	case 4:
-		if p == lwm2m.NewPath(4, 0, 4, 0) && d.cc != nil {
-			if a, ok := d.cc.LocalAddr().(*net.UDPAddr); ok {
+		if p == lwm2m.NewPath(4, 0, 4, 0) && d.link != nil {
+			if a, ok := d.link.LocalAddr().(*net.UDPAddr); ok {
 				return lwm2m.String(a.IP.String())
 			}
 		}
