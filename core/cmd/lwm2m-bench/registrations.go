@@ -26,8 +26,12 @@ func registrations(ctx context.Context, args []string) error {
 	profiles := fs.String("cpu-profile-dir", "", "write each lwm2md's CPU profile while registering to this directory")
 	inFlight := fs.Int("in-flight", 64, "Registers in flight per worker in the closed-loop run")
 	offered := fs.Float64("offered", 10000, "registrations/s of the second, open-loop run, which measures latency at that load; 0 skips it")
+	closed := fs.Bool("closed", true, "run the closed-loop rounds; false runs only the open-loop run at -offered")
 	rounds := fs.Int("rounds", 1, "closed-loop rounds of bare, bolt and Redis in turn; ratios are taken within a round and their median printed")
 	fs.Parse(args)
+	if !*closed {
+		*rounds = 1
+	}
 
 	tmp, err := os.MkdirTemp("", "lwm2m-bench-")
 	if err != nil {
@@ -52,15 +56,6 @@ func registrations(ctx context.Context, args []string) error {
 			"-ramp-up", ramp.String(), "-concurrency", "1024"}
 	}
 
-	type row struct {
-		name  string
-		round int
-		res   aggregate
-		open  aggregate // the open-loop run at -offered
-		// CPU per registration while registering: the server's, the
-		// simulator's (with its start-up) and Redis's
-		server, sim, redis time.Duration
-	}
 	var rows []row
 	measure := func(name string, round int, setup func() (*child, error)) error {
 		ch, err := setup()
@@ -80,26 +75,32 @@ func registrations(ctx context.Context, args []string) error {
 				}
 			}()
 		}
-		var srv, sim, redis time.Duration
-		results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extra, func(workers []int) {
-			srv, redis = cpuTime(ch.cmd.Process.Pid)-srv0, redisCPU(ctx, c.redis)-redis0
-			for _, pid := range workers {
-				sim += cpuTime(pid)
+		r := row{name: name, round: round}
+		if *closed {
+			var srv, sim, redis time.Duration
+			results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extra, func(workers []int) {
+				srv, redis = cpuTime(ch.cmd.Process.Pid)-srv0, redisCPU(ctx, c.redis)-redis0
+				for _, pid := range workers {
+					sim += cpuTime(pid)
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
 			}
-		})
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			agg := combine(results)
+			fmt.Fprintf(os.Stderr, "%s: %d registered in %s\n", name, agg.registered, since(start))
+			per := func(d time.Duration) time.Duration { return d / time.Duration(max(agg.registered, 1)) }
+			r.res, r.server, r.sim, r.redis = agg, per(srv), per(sim), per(redis)
 		}
-		agg := combine(results)
-		fmt.Fprintf(os.Stderr, "%s: %d registered in %s\n", name, agg.registered, since(start))
-		per := func(d time.Duration) time.Duration { return d / time.Duration(max(agg.registered, 1)) }
-		r := row{name: name, round: round, res: agg, server: per(srv), sim: per(sim), redis: per(redis)}
 		if extraOpen != nil && round == 0 {
+			srv0, redis0 := cpuTime(ch.cmd.Process.Pid), redisCPU(ctx, c.redis)
 			results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extraOpen, nil)
 			if err != nil {
 				return fmt.Errorf("%s at %.0f/s: %w", name, *offered, err)
 			}
 			r.open = combine(results)
+			n := time.Duration(max(r.open.registered, 1))
+			r.openServer, r.openRedis = (cpuTime(ch.cmd.Process.Pid)-srv0)/n, (redisCPU(ctx, c.redis)-redis0)/n
 		}
 		rows = append(rows, r)
 		return nil
@@ -156,7 +157,39 @@ func registrations(ctx context.Context, args []string) error {
 		}
 	}
 
-	fmt.Printf("\nRegistrations: %d simulated devices, each with its own UDP socket, registering at once (%d in flight per worker)\n", c.devices, *inFlight)
+	if *closed {
+		printClosed(rows, c.devices, *inFlight, *rounds)
+	}
+	if extraOpen != nil {
+		fmt.Printf("\nLatency at an offered %.0f registrations/s (open loop: Registers start on a fixed schedule over %s)\n", *offered, ramp)
+		fmt.Printf("%-34s %10s %9s %9s %9s %12s %12s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed", "server µs/reg", "Redis µs/reg")
+		for _, r := range rows {
+			if r.round == 0 {
+				fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d %12.0f %12.0f\n", r.name, r.open.perSecond, r.open.p50, r.open.p99, r.open.failed, micros(r.openServer), micros(r.openRedis))
+			}
+		}
+		fmt.Println("(µs/reg: CPU time per registration over the whole run, registering, holding and de-registering)")
+	}
+	return nil
+}
+
+// row is one target's figures in one round.
+type row struct {
+	name  string
+	round int
+	res   aggregate
+	open  aggregate // the open-loop run at -offered
+	// CPU per registration while registering: the server's, the
+	// simulator's (with its start-up) and Redis's
+	server, sim, redis time.Duration
+	// the same over the whole open-loop run
+	openServer, openRedis time.Duration
+}
+
+// printClosed prints the closed-loop rounds and, with more than one, their
+// medians.
+func printClosed(rows []row, devices, inFlight, rounds int) {
+	fmt.Printf("\nRegistrations: %d simulated devices, each with its own UDP socket, registering at once (%d in flight per worker)\n", devices, inFlight)
 	fmt.Printf("%-34s %10s %9s %9s %9s %10s %12s %12s %12s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed", "vs bare", "server µs/reg", "Redis µs/reg", "sim µs/reg")
 	ceiling := map[int]float64{}
 	for _, r := range rows {
@@ -166,15 +199,15 @@ func registrations(ctx context.Context, args []string) error {
 	}
 	for _, r := range rows {
 		name := r.name
-		if *rounds > 1 {
+		if rounds > 1 {
 			name = fmt.Sprintf("%d: %s", r.round+1, r.name)
 		}
 		fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d %9.2fx %12.0f %12.0f %12.0f\n", name, r.res.perSecond, r.res.p50, r.res.p99, r.res.failed, r.res.perSecond/ceiling[r.round],
 			micros(r.server), micros(r.redis), micros(r.sim))
 	}
 	fmt.Println("(µs/reg: CPU time per registration while registering and de-registering; Redis's counts whatever else uses that Redis)")
-	if *rounds > 1 {
-		fmt.Printf("\nMedian of %d rounds (each ratio against the bare server of its own round)\n", *rounds)
+	if rounds > 1 {
+		fmt.Printf("\nMedian of %d rounds (each ratio against the bare server of its own round)\n", rounds)
 		fmt.Printf("%-34s %10s %9s %10s %12s %12s\n", "target", "reg/s", "p99 ms", "vs bare", "server µs/reg", "Redis µs/reg")
 		var names []string
 		for _, r := range rows {
@@ -196,16 +229,6 @@ func registrations(ctx context.Context, args []string) error {
 			fmt.Printf("%-34s %10.0f %9.2f %9.2fx %12.0f %12.0f\n", name, median(rate), median(p99), median(ratio), median(srv), median(red))
 		}
 	}
-	if extraOpen != nil {
-		fmt.Printf("\nLatency at an offered %.0f registrations/s (open loop: Registers start on a fixed schedule over %s)\n", *offered, ramp)
-		fmt.Printf("%-34s %10s %9s %9s %9s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed")
-		for _, r := range rows {
-			if r.round == 0 {
-				fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d\n", r.name, r.open.perSecond, r.open.p50, r.open.p99, r.open.failed)
-			}
-		}
-	}
-	return nil
 }
 
 // median of xs (the mean of the middle two for an even count).

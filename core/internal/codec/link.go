@@ -19,10 +19,15 @@ import (
 // document is no links. Errors wrap ErrMalformed and give the byte offset.
 func ParseLinks(data []byte) ([]lwm2m.Link, error) {
 	p := linkParser{s: string(data)}
-	var links []lwm2m.Link
+	// Commas bound the number of links (quoted values may hold more), and
+	// growing the slice link by link copied each one several times.
+	links := make([]lwm2m.Link, 0, strings.Count(p.s, ",")+1)
 	for {
 		p.space()
 		if p.eof() {
+			if len(links) == 0 {
+				return nil, nil // no links, as from an empty document
+			}
 			return links, nil
 		}
 		l, err := p.link()

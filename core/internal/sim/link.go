@@ -309,6 +309,13 @@ func (l *link) forgetLocked(c *call) {
 // answered hands an answer to the request it answers: a piggybacked one
 // by message ID and token, a separate one by token.
 func (l *link) answered(m *pool.Message) {
+	con := m.Type() == message.Confirmable
+	if con {
+		if data := l.recentAnswer(m.MessageID()); data != nil {
+			_, _ = l.conn.Write(data) // our ACK was lost: the same ACK again
+			return
+		}
+	}
 	l.mu.Lock()
 	var match *call
 	for _, c := range l.calls {
@@ -321,12 +328,21 @@ func (l *link) answered(m *pool.Message) {
 		l.forgetLocked(match)
 	}
 	l.mu.Unlock()
-	if m.Type() == message.Confirmable {
+	if con {
 		typ := message.Acknowledgement
 		if match == nil {
 			typ = message.Reset
 		}
-		_ = l.writeEmpty(typ, m.MessageID())
+		e := pool.NewMessage(context.Background())
+		e.SetCode(codes.Empty)
+		e.SetType(typ)
+		e.SetMessageID(m.MessageID())
+		if data, err := e.MarshalWithEncoder(coder.DefaultCoder); err == nil {
+			if match != nil {
+				l.remember(m.MessageID(), data)
+			}
+			_, _ = l.conn.Write(data)
+		}
 	}
 	if match != nil {
 		match.resp <- m
@@ -406,10 +422,7 @@ func (l *link) answer(req, resp *pool.Message) []notification {
 		req.Remove(message.Block1)
 		req.SetBody(bytes.NewReader(body))
 	}
-	size := min(blockSize(blockSZX), blockSize(b2.szx))
-	if !hasB2 {
-		size = blockSize(blockSZX)
-	}
+	size := min(blockSize(blockSZX), blockSize(b2.szx)) // b2.szx is blockSZX without Block2
 	if hasB2 && b2.num > 0 && req.Code() == codes.GET {
 		// A further block of a large answer: the one being served, not a
 		// new reading, or the blocks would not fit together.
@@ -422,9 +435,13 @@ func (l *link) answer(req, resp *pool.Message) []notification {
 	if hasB1 {
 		setBlock(resp, message.Block1, b1.szx, b1.num, false)
 	}
-	if rep.hasBody && len(rep.body) > size {
+	if rep.hasBody && (len(rep.body) > size || hasB2 && b2.num > 0) {
+		// The remaining blocks are plain GETs: their answers carry no
+		// Observe option (RFC 7959 3.4).
+		kept := rep
+		kept.observe = -1
 		l.mu.Lock()
-		l.out = &served{path: path, format: message.MediaType(rep.format), rep: rep, at: time.Now()}
+		l.out = &served{path: path, format: message.MediaType(rep.format), rep: kept, at: time.Now()}
 		l.mu.Unlock()
 		num := int64(0)
 		if hasB2 {

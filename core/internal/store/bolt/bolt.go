@@ -64,6 +64,10 @@ func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.lockT
 // WithMaxBatch caps how many Updates share one commit (default 256).
 func WithMaxBatch(n int) Option { return func(o *options) { o.maxBatch = n } }
 
+// initialMmapSize is address space, not memory: pages count only once
+// touched.
+const initialMmapSize = 1 << 30
+
 // WithNoSync skips fsync on commit: faster, but a machine crash may lose
 // or corrupt recent writes. For throw-away stores only.
 func WithNoSync() Option { return func(o *options) { o.noSync = true } }
@@ -114,6 +118,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 		// commit, which keeps commits small (etcd does the same).
 		NoFreelistSync: true,
 		FreelistType:   bbolt.FreelistMapType,
+		// Map address space for the file to grow into: bbolt remaps a file
+		// that outgrows its map, and a remap waits for every transaction
+		// to end and holds new ones back, a stall of milliseconds each
+		// time a growing fleet's store crosses a size (etcd maps 10 GB).
+		InitialMmapSize: initialMmapSize,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open bolt store %s: database is locked by another process (waited %s): %w", path, o.lockTimeout, err)
