@@ -26,7 +26,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:5783", "UDP address to listen on")
 	flag.Parse()
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400) // the setting lwm2md runs with: the ceiling gets the same GC
+		debug.SetGCPercent(1000) // lwm2md's gcPercent: the ceiling gets the same GC
 	}
 	var n atomic.Uint64
 	r := mux.NewRouter()

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -30,13 +29,7 @@ func main() {
 }
 
 func run(args []string) error {
-	if os.Getenv("GOGC") == "" {
-		// The live heap is small (about 1 KB per idle device) while
-		// registrations and notifications allocate fast: collecting at 5x
-		// the live heap instead of 2x cut GC from a fifth of the CPU under
-		// a registration storm, for a few hundred MB more at 100k devices.
-		debug.SetGCPercent(400)
-	}
+	tuneGC()
 	fs := flag.NewFlagSet("lwm2md", flag.ContinueOnError)
 	var cfg server.Config
 	var logLevel, debugAddr string

@@ -20,8 +20,11 @@
 // RebindAfter moves a DTLS session to a new source port to exercise
 // Connection IDs (dtls.go).
 //
-// Scale: the devices of a run share one timer heap and one go-coap
-// periodic runner, so a device costs its socket, the two goroutines go-coap
-// runs per connection, and its own state, which is shared copy-on-write
-// with the other devices until the server changes it.
+// Scale: a device speaks CoAP through a link of its own (link.go), not
+// go-coap's client conn: a load generator shares the machine with the
+// server it measures, and the link costs well under half the CPU per
+// message. The devices of a run share one timer heap, so a device costs its
+// socket, the link's reader goroutine and its own state, which is shared
+// copy-on-write with the other devices until the server changes it. Only
+// the short-lived bootstrap conn runs on go-coap's client.
 package sim

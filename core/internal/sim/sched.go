@@ -36,10 +36,9 @@ func (h *eventHeap) Pop() any {
 
 // scheduler is what devices share: one timer heap for value changes,
 // registration updates and observation periods, and one periodic runner for
-// go-coap's retransmission and cache expiry. Both replace per-device
-// goroutines and timers, which is what lets one process hold 10,000 and
-// more devices: a device costs its socket's two go-coap goroutines and no
-// more.
+// the retransmission and cache expiry of the go-coap conns that bootstrap
+// devices. Both replace per-device goroutines and timers, which is what
+// lets one process hold 10,000 and more devices.
 type scheduler struct {
 	mu   sync.Mutex
 	h    eventHeap
