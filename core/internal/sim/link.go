@@ -57,6 +57,10 @@ const (
 	maxAssembled = 64 << 10
 )
 
+// maxReadFailures is how many reads in a row may fail before the reader
+// gives up on the conn.
+const maxReadFailures = 64
+
 // readBuffer holds the largest datagram a link reads: a block of 1,024
 // bytes with its header and options, with room to spare.
 const readBuffer = 2048
@@ -229,6 +233,7 @@ func (l *link) write(m *pool.Message) error {
 // read is the link's reader: it runs until the conn closes.
 func (l *link) read() {
 	buf := make([]byte, readBuffer)
+	failures := 0
 	for {
 		n, err := l.conn.Read(buf)
 		if err != nil {
@@ -242,10 +247,16 @@ func (l *link) read() {
 				return
 			}
 			// A DTLS record that fails to decrypt, an ICMP error for an
-			// earlier datagram: not the end of the conn.
+			// earlier datagram: not the end of the conn. An error that
+			// repeats is, or this loop would spin on it.
 			l.d.f.log.Debug("read", "endpoint", l.d.endpoint, "error", err)
+			if failures++; failures == maxReadFailures {
+				l.d.f.log.Debug("reader stopped", "endpoint", l.d.endpoint, "error", err)
+				return
+			}
 			continue
 		}
+		failures = 0
 		m := pool.NewMessage(context.Background())
 		if _, err := m.UnmarshalWithDecoder(coder.DefaultCoder, buf[:n]); err != nil {
 			l.d.f.log.Debug("undecodable datagram", "endpoint", l.d.endpoint, "error", err)
