@@ -210,14 +210,7 @@ func (l *link) do(ctx context.Context, req *pool.Message) (*pool.Message, error)
 func (l *link) forget(c *call) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i, x := range l.calls {
-		if x == c {
-			l.calls[i] = l.calls[len(l.calls)-1]
-			l.calls[len(l.calls)-1] = nil
-			l.calls = l.calls[:len(l.calls)-1]
-			return
-		}
-	}
+	l.forgetLocked(c)
 }
 
 // write sends m as it is.
