@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,6 +97,7 @@ func registrations(ctx context.Context, args []string) error {
 		}
 		if extraOpen != nil && round == 0 {
 			srv0, redis0 := cpuTime(ch.cmd.Process.Pid), redisCPU(ctx, c.redis)
+			gc0, gcErr := numGC(debugAddr, name)
 			results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extraOpen, nil)
 			if err != nil {
 				return fmt.Errorf("%s at %.0f/s: %w", name, *offered, err)
@@ -101,6 +105,10 @@ func registrations(ctx context.Context, args []string) error {
 			r.open = combine(results)
 			n := time.Duration(max(r.open.registered, 1))
 			r.openServer, r.openRedis = (cpuTime(ch.cmd.Process.Pid)-srv0)/n, (redisCPU(ctx, c.redis)-redis0)/n
+			r.openGCs = -1
+			if gc1, err := numGC(debugAddr, name); err == nil && gcErr == nil {
+				r.openGCs = gc1 - gc0
+			}
 		}
 		rows = append(rows, r)
 		return nil
@@ -115,10 +123,7 @@ func registrations(ctx context.Context, args []string) error {
 	}
 	server := func(store string) func() (*child, error) {
 		return func() (*child, error) {
-			args := []string{"-store", store, "-coap", coapAddr, "-http", httpAddr, "-admin-password", benchPass, "-log-level", "warn"}
-			if *profiles != "" {
-				args = append(args, "-debug-addr", debugAddr)
-			}
+			args := []string{"-store", store, "-coap", coapAddr, "-http", httpAddr, "-admin-password", benchPass, "-log-level", "warn", "-debug-addr", debugAddr}
 			ch, err := startChild(ctx, c.binPath("lwm2md"), args...)
 			if err != nil {
 				return nil, err
@@ -162,13 +167,18 @@ func registrations(ctx context.Context, args []string) error {
 	}
 	if extraOpen != nil {
 		fmt.Printf("\nLatency at an offered %.0f registrations/s (open loop: Registers start on a fixed schedule over %s)\n", *offered, ramp)
-		fmt.Printf("%-34s %10s %9s %9s %9s %12s %12s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed", "server µs/reg", "Redis µs/reg")
+		fmt.Printf("%-34s %10s %9s %9s %9s %12s %12s %5s\n", "target", "reg/s", "p50 ms", "p99 ms", "failed", "server µs/reg", "Redis µs/reg", "GCs")
 		for _, r := range rows {
 			if r.round == 0 {
-				fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d %12.0f %12.0f\n", r.name, r.open.perSecond, r.open.p50, r.open.p99, r.open.failed, micros(r.openServer), micros(r.openRedis))
+				gcs := "-"
+				if r.openGCs >= 0 {
+					gcs = strconv.Itoa(r.openGCs)
+				}
+				fmt.Printf("%-34s %10.0f %9.2f %9.2f %9d %12.0f %12.0f %5s\n", r.name, r.open.perSecond, r.open.p50, r.open.p99, r.open.failed, micros(r.openServer), micros(r.openRedis), gcs)
 			}
 		}
-		fmt.Println("(µs/reg: CPU time per registration over the whole run, registering, holding and de-registering)")
+		fmt.Println("(µs/reg: CPU time per registration over the whole run, registering, holding and de-registering;")
+		fmt.Println(" GCs: the server's garbage collections during the run, whose concurrent mark on a busy machine shows in the p99)")
 	}
 	return nil
 }
@@ -184,6 +194,9 @@ type row struct {
 	server, sim, redis time.Duration
 	// the same over the whole open-loop run
 	openServer, openRedis time.Duration
+	// the server's garbage collections during the open-loop run; -1 when
+	// it cannot say (the bare server)
+	openGCs int
 }
 
 // printClosed prints the closed-loop rounds and, with more than one, their
@@ -229,6 +242,24 @@ func printClosed(rows []row, devices, inFlight, rounds int) {
 			fmt.Printf("%-34s %10.0f %9.2f %9.2fx %12.0f %12.0f\n", name, median(rate), median(p99), median(ratio), median(srv), median(red))
 		}
 	}
+}
+
+// numGC is how many collections lwm2md at debugAddr has run; the bare
+// server has no such endpoint.
+func numGC(debugAddr, name string) (int, error) {
+	if name == ceilingName {
+		return 0, errors.New("bare server: no debug endpoint")
+	}
+	resp, err := http.Get("http://" + debugAddr + "/debug/gc")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var m struct {
+		NumGC int `json:"numGC"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&m)
+	return m.NumGC, err
 }
 
 // median of xs (the mean of the middle two for an even count).

@@ -31,6 +31,14 @@ func serveDebug(addr string) (net.Addr, error) {
 			"stackInuse": m.StackInuse, "goroutines": uint64(runtime.NumGoroutine()),
 		})
 	})
+	// collections so far, without forcing one: benchmarks read it around
+	// a run to tell which of their latencies a collection fell into
+	mux.HandleFunc("/debug/gc", func(w http.ResponseWriter, _ *http.Request) {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]uint64{"numGC": uint64(m.NumGC), "pauseTotalNs": m.PauseTotalNs})
+	})
 	go http.Serve(ln, mux) //nolint:errcheck // ends with the process
 	return ln.Addr(), nil
 }

@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"encoding/json"
+	"net/http"
+	"runtime"
+	"testing"
+)
 
 func TestMemTotal(t *testing.T) {
 	for _, tc := range []struct {
@@ -23,5 +28,32 @@ func TestMemTotal(t *testing.T) {
 func TestMemoryAvailableOnThisMachine(t *testing.T) {
 	if got := memoryAvailable(); got < 64<<20 {
 		t.Fatalf("memoryAvailable() = %d: want at least 64 MiB on any machine that runs the tests", got)
+	}
+}
+
+func TestDebugGCCounts(t *testing.T) {
+	addr, err := serveDebug("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() uint64 {
+		t.Helper()
+		resp, err := http.Get("http://" + addr.String() + "/debug/gc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m struct {
+			NumGC *uint64 `json:"numGC"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || m.NumGC == nil {
+			t.Fatalf("decode /debug/gc: %v (numGC %v)", err, m.NumGC)
+		}
+		return *m.NumGC
+	}
+	before := get()
+	runtime.GC()
+	if after := get(); after <= before {
+		t.Fatalf("numGC %d after a collection, %d before: want more", after, before)
 	}
 }
