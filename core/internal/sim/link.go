@@ -337,11 +337,7 @@ func (l *link) answered(m *pool.Message) {
 		if match == nil {
 			typ = message.Reset
 		}
-		e := pool.NewMessage(context.Background())
-		e.SetCode(codes.Empty)
-		e.SetType(typ)
-		e.SetMessageID(m.MessageID())
-		if data, err := e.MarshalWithEncoder(coder.DefaultCoder); err == nil {
+		if data, err := emptyMessage(typ, m.MessageID()); err == nil {
 			if match != nil {
 				l.remember(m.MessageID(), data)
 			}
@@ -354,11 +350,20 @@ func (l *link) answered(m *pool.Message) {
 }
 
 func (l *link) writeEmpty(typ message.Type, mid int32) error {
+	data, err := emptyMessage(typ, mid)
+	if err == nil {
+		_, err = l.conn.Write(data)
+	}
+	return err
+}
+
+// emptyMessage is an empty ACK or RST (or CON, a ping) with message ID mid.
+func emptyMessage(typ message.Type, mid int32) ([]byte, error) {
 	m := pool.NewMessage(context.Background())
 	m.SetCode(codes.Empty)
 	m.SetType(typ)
 	m.SetMessageID(mid)
-	return l.write(m)
+	return m.MarshalWithEncoder(coder.DefaultCoder)
 }
 
 // serve answers one of the server's requests.
