@@ -165,45 +165,38 @@ func (l *link) do(ctx context.Context, req *pool.Message) (*pool.Message, error)
 	l.mu.Unlock()
 	defer l.forget(c)
 
+	if _, err := l.conn.Write(data); err != nil {
+		return nil, err
+	}
 	timeout := ackTimeout + rand.N(ackTimeout/2)
-	for sent := 0; ; sent++ {
-		if _, err := l.conn.Write(data); err != nil {
-			return nil, err
-		}
-		t := time.NewTimer(timeout)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for retransmitted := 0; ; {
 		select {
 		case resp := <-c.resp:
-			t.Stop()
 			return resp, nil
 		case <-c.reset:
-			t.Stop()
 			return nil, errors.New("sim: the server reset the request")
 		case <-l.done:
-			t.Stop()
 			return nil, errLinkClosed
 		case <-ctx.Done():
-			t.Stop()
 			return nil, ctx.Err()
 		case <-t.C:
 		}
 		l.mu.Lock()
 		acked := c.acked
 		l.mu.Unlock()
-		if acked || sent == maxRetransmit {
-			// Answered later, or never: wait for the answer as long as
-			// ctx allows.
-			select {
-			case resp := <-c.resp:
-				return resp, nil
-			case <-c.reset:
-				return nil, errors.New("sim: the server reset the request")
-			case <-l.done:
-				return nil, errLinkClosed
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
+		if acked || retransmitted == maxRetransmit {
+			// Answered later, or never: the timer stays stopped and the
+			// answer may come as long as ctx allows.
+			continue
 		}
+		if _, err := l.conn.Write(data); err != nil {
+			return nil, err
+		}
+		retransmitted++
 		timeout *= 2
+		t.Reset(timeout)
 	}
 }
 
