@@ -144,11 +144,39 @@ func newRequest(code codes.Code, path string, opts ...message.Option) (*pool.Mes
 }
 
 // do sends req as a confirmable request and waits for its answer, until
-// ctx ends. It retransmits as RFC 7252 4.2 says until an ACK comes.
+// ctx ends. A body larger than a block goes block by block (Block1, RFC
+// 7959 2.5), in blocks of the size the server asks for.
 func (l *link) do(ctx context.Context, req *pool.Message) (*pool.Message, error) {
-	if n, _ := req.BodySize(); n > int64(maxDirect) {
-		return nil, fmt.Errorf("sim: request body of %d bytes: requests larger than one block are not supported", n)
+	n, err := req.BodySize()
+	if err != nil || n <= int64(maxDirect) {
+		return l.exchange(ctx, req)
 	}
+	body, err := req.ReadBody()
+	if err != nil {
+		return nil, err
+	}
+	szx := blockSZX
+	for sent := 0; ; {
+		size := blockSize(szx)
+		end := min(sent+size, len(body))
+		more := end < len(body)
+		req.SetBody(bytes.NewReader(body[sent:end]))
+		setBlock(req, message.Block1, szx, int64(sent/size), more)
+		resp, err := l.exchange(ctx, req)
+		if err != nil || !more || resp.Code() != codes.Continue {
+			return resp, err // the answer to the last block, or a refusal
+		}
+		if b, ok, _ := blockOption(resp, message.Block1); ok && b.szx < szx {
+			szx = b.szx // smaller blocks from here on; sent stays a multiple of them
+		}
+		sent = end
+	}
+}
+
+// exchange sends req as a confirmable request with a new message ID and
+// waits for its answer, until ctx ends. It retransmits as RFC 7252 4.2
+// says until an ACK comes.
+func (l *link) exchange(ctx context.Context, req *pool.Message) (*pool.Message, error) {
 	req.SetType(message.Confirmable)
 	req.SetMessageID(l.nextMID())
 	data, err := req.MarshalWithEncoder(coder.DefaultCoder)

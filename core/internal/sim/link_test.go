@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/lwm2md/lwm2md/core/internal/codec"
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
+	"github.com/lwm2md/lwm2md/core/internal/sim/simtest"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
@@ -735,5 +737,90 @@ func TestLinkSurvivesGarbage(t *testing.T) {
 	}
 	if d.Location() != "/rd/x" {
 		t.Errorf("location %q after garbage, want /rd/x", d.Location())
+	}
+}
+
+// TestLinkBlock1Request checks a Register whose payload is larger than a
+// block: it goes block by block, and at the smaller block size a server
+// asks for after the first block, continuing at the same offset (RFC 7959
+// 2.5, Figure 6).
+func TestLinkBlock1Request(t *testing.T) {
+	s := newFakeServer(t)
+	d := newLinkDevice(t, s, "block1-request")
+	var links []byte
+	for i := 0; len(links) < 2500; i++ {
+		links = fmt.Appendf(links, "</33000/%d>,", i)
+	}
+	links = links[:len(links)-1]
+	d.links = links
+	errc := startAsync(d)
+
+	var got []byte
+	wantNum, wantSize := int64(0), 1024
+	for {
+		req, _ := s.recv(t)
+		checkRegister(t, req)
+		b, ok, err := blockOption(req, message.Block1)
+		if err != nil || !ok {
+			t.Fatalf("block %d: no Block1 option (%v)", wantNum, err)
+		}
+		part, _ := req.ReadBody()
+		if b.num != wantNum || blockSize(b.szx) != wantSize {
+			t.Fatalf("got block %d of %d bytes, want block %d of %d", b.num, blockSize(b.szx), wantNum, wantSize)
+		}
+		if b.more && len(part) != wantSize || !b.more && len(part) > wantSize {
+			t.Fatalf("block %d carries %d bytes (more %v), want %d", b.num, len(part), b.more, wantSize)
+		}
+		got = append(got, part...)
+		if !b.more {
+			s.send(t, ackOf(req, codes.Created, "rd", "big"))
+			break
+		}
+		cont := ackOf(req, codes.Continue)
+		next := b.num + 1
+		if b.num == 0 {
+			// Ask for 256-byte blocks from now on: the 1,024 bytes of
+			// block 0 are taken, so the next block is number 4.
+			setBlock(cont, message.Block1, blockwise.SZX256, 0, true)
+			wantSize, next = 256, 4
+		} else {
+			setBlock(cont, message.Block1, b.szx, b.num, true)
+		}
+		s.send(t, cont)
+		wantNum = next
+	}
+	if err := waitStart(t, errc); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if !bytes.Equal(got, links) {
+		t.Fatalf("reassembled %d bytes, want the %d-byte payload", len(got), len(links))
+	}
+	if loc := d.Location(); loc != "/rd/big" {
+		t.Fatalf("location %q, want /rd/big", loc)
+	}
+}
+
+// TestLinkBlock1RequestToGoCoap sends a Register larger than a block to a
+// go-coap server, whose block-wise layer must assemble the same payload.
+func TestLinkBlock1RequestToGoCoap(t *testing.T) {
+	srv := simtest.Start(t)
+	d, err := NewDevice(DeviceConfig{Endpoint: "block1-gocoap", Server: srv.URI(), RequestTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	var links []byte
+	for i := 0; len(links) < 3000; i++ {
+		links = fmt.Appendf(links, "</33000/%d>,", i)
+	}
+	d.links = links[:len(links)-1]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	e := srv.Wait(t, simtest.Register, "block1-gocoap", 0, 5*time.Second)
+	if !bytes.Equal(e.Payload, d.links) {
+		t.Fatalf("server got %d bytes, want the %d-byte payload", len(e.Payload), len(d.links))
 	}
 }
