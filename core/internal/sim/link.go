@@ -466,13 +466,7 @@ func (l *link) answer(req, resp *pool.Message) []notification {
 		setBlock(resp, message.Block1, b1.szx, b1.num, false)
 	}
 	if rep.hasBody && (len(rep.body) > size || hasB2 && b2.num > 0) {
-		// The remaining blocks are plain GETs: their answers carry no
-		// Observe option (RFC 7959 3.4).
-		kept := rep
-		kept.observe = -1
-		l.mu.Lock()
-		l.out = &served{path: path, format: message.MediaType(rep.format), rep: kept, at: time.Now()}
-		l.mu.Unlock()
+		l.keep(path, rep)
 		num := int64(0)
 		if hasB2 {
 			num = b2.num
@@ -514,6 +508,16 @@ func (l *link) assemble(req *pool.Message, path string, b block) ([]byte, reply,
 	body := l.in.body
 	l.in = nil
 	return body, reply{}, true
+}
+
+// keep holds rep, an answer or notification of path larger than a block,
+// for the GETs of its remaining blocks. Their answers carry no Observe
+// option (RFC 7959 3.4).
+func (l *link) keep(path string, rep reply) {
+	rep.observe = -1
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.out = &served{path: path, format: message.MediaType(rep.format), rep: rep, at: time.Now()}
 }
 
 // servedAnswer is the large answer being served for req, if any.

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -482,13 +481,10 @@ func (d *Device) sendOne(n notification) error {
 	rep := content(n.format, n.payload)
 	rep.code = n.code
 	if len(n.payload) > maxDirect {
-		l.mu.Lock()
-		l.out = &served{path: n.o.path.String(), format: message.MediaType(n.format), rep: rep, at: time.Now()}
-		l.mu.Unlock()
+		l.keep(n.o.path.String(), rep)
 		l.setBlock2(msg, rep, 0, blockSize(blockSZX))
 	} else {
-		msg.SetContentFormat(message.MediaType(n.format))
-		msg.SetBody(bytes.NewReader(n.payload))
+		setReply(msg, rep)
 	}
 	typ := message.NonConfirmable
 	if d.f.confirmable {
