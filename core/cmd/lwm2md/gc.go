@@ -20,8 +20,8 @@ const gcPercent = 1000
 // allocate fast, and on a busy machine a collection's concurrent mark does
 // not get the CPU the pacer plans for: the server then falls behind a
 // steady load and a backlog builds. At 10,000 registrations/s on 2 cores a
-// collection cost some 300 ms of p99 latency; at GOGC 400 one came every
-// 2-3 s of such load, at 1000 about every 6 s. The limit keeps the memory
+// collection cost some 300 ms of p99 latency; at GOGC 400 every 3 s run at
+// that rate had one, at 1000 about half did. The limit keeps the memory
 // this costs bounded.
 func tuneGC() {
 	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
