@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/mux"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/lwm2md/lwm2md/core/internal/bootstrap"
 	"github.com/lwm2md/lwm2md/core/internal/sim/simtest"
@@ -50,7 +49,7 @@ func TestBootstrapCommandIntegration(t *testing.T) {
 	if err := bs.Mount(router, nil); err != nil {
 		t.Fatal(err)
 	}
-	tr := transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: mux.ToHandler[*udpclient.Conn](router), Logger: quiet})
+	tr := transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: router, Logger: quiet})
 	if err := tr.Listen(); err != nil {
 		t.Fatal(err)
 	}

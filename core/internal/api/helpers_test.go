@@ -22,7 +22,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	"github.com/plgd-dev/go-coap/v3/udp"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/lwm2md/lwm2md/core/internal/api"
@@ -126,7 +125,7 @@ func newEnv(t *testing.T, st store.Store) *env {
 	if err := reg.Mount(router); err != nil {
 		t.Fatal(err)
 	}
-	coap := transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: mux.ToHandler[*udpclient.Conn](router), Logger: log})
+	coap := transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: router, Logger: log})
 	if err := coap.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -116,7 +116,7 @@ func newEnv(t *testing.T, secure bool, opts bootstrap.Options) *env {
 	if err := e.bs.Mount(router, identity); err != nil {
 		t.Fatal(err)
 	}
-	e.tr = transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: mux.ToHandler[*udpclient.Conn](router), Logger: log})
+	e.tr = transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: router, Logger: log})
 	if err := e.tr.Listen(); err != nil {
 		t.Fatal(err)
 	}

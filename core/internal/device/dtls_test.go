@@ -12,7 +12,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
 	"github.com/lwm2md/lwm2md/core/internal/registry"
@@ -35,8 +34,8 @@ func startSecure(t *testing.T, regs *regMap, sink *sinkRec) (*Client, string, st
 	var c *Client
 	router := mux.NewRouter()
 	router.HandleFunc("/dp", func(w mux.ResponseWriter, r *mux.Message) { c.HandleSend(w, r) })
-	handler := mux.ToHandler[*udpclient.Conn](router)
-	responses := mux.ToHandler[*udpclient.Conn](mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) { c.HandleResponse(w, r) }))
+	handler := router
+	responses := mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) { c.HandleResponse(w, r) })
 	udpSrv := transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: handler, Responses: responses, Logger: quietLogger()})
 	psk := transport.PSKFunc(func(_ context.Context, identity string) ([]byte, transport.PSKOwner, error) {
 		if identity != "psk-1" {

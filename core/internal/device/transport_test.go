@@ -9,7 +9,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
 	"github.com/lwm2md/lwm2md/core/internal/store/bolt"
@@ -30,8 +29,8 @@ func startTransport(t *testing.T, addr, dbPath string, regs *regMap, sink *sinkR
 	router.HandleFunc("/dp", func(w mux.ResponseWriter, r *mux.Message) { c.HandleSend(w, r) })
 	srv := transport.New(transport.Config{
 		Addr:      addr,
-		Handler:   mux.ToHandler[*udpclient.Conn](router),
-		Responses: mux.ToHandler[*udpclient.Conn](mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) { c.HandleResponse(w, r) })),
+		Handler:   router,
+		Responses: mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) { c.HandleResponse(w, r) }),
 		Logger:    quietLogger(),
 	})
 	if err := srv.Listen(); err != nil {

@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
-	"github.com/plgd-dev/go-coap/v3/mux"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/lwm2md/lwm2md/core/internal/store"
 	"github.com/lwm2md/lwm2md/core/internal/transport"
@@ -34,7 +32,7 @@ func (h *harness) startDTLS(t testing.TB) *transport.DTLSServer {
 		return []byte(k), transport.PSKOwner{Tenant: "t1", Endpoint: testOwners[identity]}, nil
 	})
 	s := transport.NewDTLS(transport.DTLSConfig{
-		Config: transport.Config{Addr: "127.0.0.1:0", Handler: mux.ToHandler[*udpclient.Conn](h.router), Logger: slog.New(slog.DiscardHandler)},
+		Config: transport.Config{Addr: "127.0.0.1:0", Handler: h.router, Logger: slog.New(slog.DiscardHandler)},
 		PSK:    psk,
 	})
 	if err := s.Listen(); err != nil {

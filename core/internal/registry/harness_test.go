@@ -219,7 +219,7 @@ func newHarness(t testing.TB, st store.Store, opts Options) *harness {
 		t.Fatal(err)
 	}
 	h.router = router
-	h.srv = transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: mux.ToHandler[*udpclient.Conn](router), Logger: opts.Logger})
+	h.srv = transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: router, Logger: opts.Logger})
 	if err := h.srv.Listen(); err != nil {
 		t.Fatal(err)
 	}

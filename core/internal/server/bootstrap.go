@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/plgd-dev/go-coap/v3/mux"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/lwm2md/lwm2md/core/internal/bootstrap"
 	"github.com/lwm2md/lwm2md/core/internal/platform"
@@ -86,7 +85,7 @@ func openBootstrap(cfg Config, p *platform.Platform, lwm2m, lwm2mSecure net.Addr
 		ServerURI: uri("coap", host, port(lwm2m)), SecureServerURI: uri("coaps", host, securePort),
 	}
 	if cfg.BootstrapCoAPAddr != "" {
-		b.udp = transport.New(transport.Config{Addr: cfg.BootstrapCoAPAddr, Handler: mux.ToHandler[*udpclient.Conn](udpRouter), Logger: log})
+		b.udp = transport.New(transport.Config{Addr: cfg.BootstrapCoAPAddr, Handler: udpRouter, Logger: log})
 		if err := b.udp.Listen(); err != nil {
 			b.udp = nil
 			return nil, fmt.Errorf("bootstrap coap listen %s: %w", cfg.BootstrapCoAPAddr, err)
@@ -95,7 +94,7 @@ func openBootstrap(cfg Config, p *platform.Platform, lwm2m, lwm2mSecure net.Addr
 	}
 	if cfg.BootstrapCoAPSAddr != "" {
 		b.dtls = transport.NewDTLS(transport.DTLSConfig{
-			Config: transport.Config{Addr: cfg.BootstrapCoAPSAddr, Handler: mux.ToHandler[*udpclient.Conn](dtlsRouter), Logger: log},
+			Config: transport.Config{Addr: cfg.BootstrapCoAPSAddr, Handler: dtlsRouter, Logger: log},
 			PSK:    bootstrapPSK(p),
 		})
 		if err := b.dtls.Listen(); err != nil {

@@ -5,12 +5,13 @@ import (
 
 	"github.com/lwm2md/lwm2md/core/internal/platform"
 	"github.com/lwm2md/lwm2md/core/internal/transport"
+	"github.com/plgd-dev/go-coap/v3/mux"
 )
 
 // newDTLS builds the LwM2M server's DTLS port: the same router and
 // notification handler as the UDP port, PSK identities looked up as the
 // devices' server identities (lwm2m psk_id).
-func newDTLS(cfg Config, p *platform.Platform, handler, responses transport.HandlerFunc) *transport.DTLSServer {
+func newDTLS(cfg Config, p *platform.Platform, handler, responses mux.Handler) *transport.DTLSServer {
 	return transport.NewDTLS(transport.DTLSConfig{
 		Config: transport.Config{
 			Addr: cfg.CoAPSAddr, Handler: handler, Responses: responses, Logger: cfg.Logger,

@@ -18,7 +18,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/plgd-dev/go-coap/v3/mux"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/lwm2md/lwm2md/core/internal/api"
 	"github.com/lwm2md/lwm2md/core/internal/device"
@@ -176,18 +175,18 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	// notifications (responses matching no request of this conn) go
 	// to the device client, which knows observations across restarts;
 	// the closure binds s.device, built after the transports
-	responses := mux.ToHandler[*udpclient.Conn](mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) {
+	responses := mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) {
 		s.device.HandleResponse(w, r)
-	}))
+	})
 	s.transport = transport.New(transport.Config{
 		Addr:      cfg.CoAPAddr,
-		Handler:   mux.ToHandler[*udpclient.Conn](router),
+		Handler:   router,
 		Responses: responses,
 		Logger:    log,
 	})
 	conns := device.Transports{UDP: s.transport}
 	if cfg.CoAPSAddr != "" {
-		s.dtls = newDTLS(cfg, s.platform, mux.ToHandler[*udpclient.Conn](router), responses)
+		s.dtls = newDTLS(cfg, s.platform, router, responses)
 		conns.DTLS = s.dtls
 	}
 	s.device = device.New(s.registry, conns, models, st, s.platform, device.Options{

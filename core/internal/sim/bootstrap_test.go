@@ -17,7 +17,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/lwm2md/lwm2md/core/internal/bootstrap"
 	"github.com/lwm2md/lwm2md/core/internal/lwm2m"
@@ -68,7 +67,7 @@ func startBootstrapUDP(t *testing.T, cfgs configMap, events *eventLog) string {
 	if err := bs.Mount(router, nil); err != nil {
 		t.Fatal(err)
 	}
-	tr := transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: mux.ToHandler[*udpclient.Conn](router), Logger: quiet})
+	tr := transport.New(transport.Config{Addr: "127.0.0.1:0", Handler: router, Logger: quiet})
 	if err := tr.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +309,7 @@ func TestRebindTransportDTLSIntegration(t *testing.T) {
 	_ = router.Handle("/rd/{id}", mux.HandlerFunc(s.serveRD))
 	psk := sim.PSK{Identity: "rebind-1", Key: []byte("rebind-key-1")}
 	srv := transport.NewDTLS(transport.DTLSConfig{
-		Config: transport.Config{Addr: "127.0.0.1:0", Handler: mux.ToHandler[*udpclient.Conn](router), Logger: quiet},
+		Config: transport.Config{Addr: "127.0.0.1:0", Handler: router, Logger: quiet},
 		PSK: transport.PSKFunc(func(_ context.Context, id string) ([]byte, transport.PSKOwner, error) {
 			if id != psk.Identity {
 				return nil, transport.PSKOwner{}, store.ErrNotFound

@@ -14,25 +14,23 @@ import (
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
-	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/mux"
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
-	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
 // benchHandler answers every request with a small 2.05 Content.
-func benchHandler(w *responsewriter.ResponseWriter[*udpclient.Conn], _ *pool.Message) {
+var benchHandler = mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
 	_ = w.SetResponse(codes.Content, message.TextPlain, bytes.NewReader([]byte("ok")))
-}
+})
 
 func startStock(b *testing.B) net.Addr {
 	l, err := coapNet.NewListenUDP("udp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := udp.NewServer(options.WithHandlerFunc(benchHandler), options.WithErrors(func(error) {}))
+	s := udp.NewServer(options.WithMux(benchHandler), options.WithErrors(func(error) {}))
 	done := make(chan struct{})
 	go func() { _ = s.Serve(l); close(done) }()
 	b.Cleanup(func() { s.Stop(); <-done })

@@ -7,9 +7,7 @@ import (
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
-	"github.com/plgd-dev/go-coap/v3/message/pool"
-	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+	"github.com/plgd-dev/go-coap/v3/mux"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 )
 
@@ -27,9 +25,9 @@ func FuzzDatagram(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	s := startServer(f, Config{Handler: func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message) {
+	s := startServer(f, Config{Handler: mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
 		_ = w.SetResponse(codes.Content, message.TextPlain, nil)
-	}})
+	})})
 	c, err := net.DialUDP("udp", nil, s.Addr().(*net.UDPAddr))
 	if err != nil {
 		f.Fatal(err)

@@ -82,6 +82,19 @@ func (c *dedupCache) load(key dedupKey, msg *pool.Message) (bool, error) {
 	return true, nil
 }
 
+// answer returns the cached answer datagram for key, nil if there is none
+// for a request with token tok. The slice is never written to.
+func (c *dedupCache) answer(key dedupKey, tok []byte) []byte {
+	s := c.shard(key.peer)
+	s.mu.Lock()
+	e, ok := s.m[key]
+	s.mu.Unlock()
+	if !ok || !tokenMatches(e.data, tok) {
+		return nil
+	}
+	return e.data
+}
+
 // tokenMatches reports whether the datagram's token equals tok. An empty
 // cached token (an empty ACK) matches any request.
 func tokenMatches(data []byte, tok []byte) bool {

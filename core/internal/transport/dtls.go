@@ -286,7 +286,7 @@ func (s *DTLSServer) Conn(identity string) (*udpclient.Conn, error) {
 		return nil, fmt.Errorf("%w: %q: %v", ErrNoSession, identity, err)
 	}
 	l.p.Notify() // a request follows: not idle, so not closed under the caller
-	return l.p.cc, nil
+	return l.p.conn(), nil
 }
 
 // Sessions returns the number of live sessions, and how many of them are

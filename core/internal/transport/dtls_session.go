@@ -14,6 +14,7 @@ import (
 	"github.com/pion/dtls/v3/pkg/protocol"
 	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
 	"github.com/pion/transport/v5/deadline"
+	"github.com/plgd-dev/go-coap/v3/message"
 )
 
 // session is one established DTLS association. pion runs the handshake;
@@ -228,15 +229,16 @@ func (s *DTLSServer) unindexLocked(sess *session) {
 	}
 }
 
-// nextMIDs returns the message ID seed for a new link's conn: the IDs
-// continue where the previous link stopped (nil for the first link).
-func (sess *session) nextMIDs() func() int32 {
+// nextMID is the message ID seed of a link's conn, read when the conn is
+// made: the IDs continue where the previous conn stopped (go-coap's
+// process-wide counter for the first).
+func (sess *session) nextMID() int32 {
 	last := sess.lastMID.Load()
 	if last == 0 {
-		return nil
+		return message.GetMID()
 	}
 	// go-coap starts a conn at GetMID()-0x7fff and increments before use
-	return func() int32 { return int32((last + 0x7fff) & 0xffff) }
+	return int32((last + 0x7fff) & 0xffff)
 }
 
 // link is one active period of a session: the engine peer (go-coap conn)
@@ -248,10 +250,8 @@ type link struct {
 
 // attach makes a peer for a DTLS link under key, replacing an older one.
 func (s *Server) attach(key netip.AddrPort, l *link, info *PeerInfo) *peer {
-	p := s.newPeer(key, l.sess.nextMIDs())
+	p := s.newPeer(key, context.WithValue(s.ctx, peerInfoKey{}, info), l.sess.nextMID)
 	p.link = l
-	ctx := context.WithValue(p.Context(), peerInfoKey{}, info)
-	p.ctx.Store(&ctx)
 	sh := s.shard(key)
 	sh.mu.Lock()
 	old := sh.m[key]

@@ -20,9 +20,7 @@ import (
 	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
-	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
-	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/lwm2md/lwm2md/core/internal/store"
@@ -61,7 +59,7 @@ func (p *pskMap) PSK(_ context.Context, identity string) ([]byte, PSKOwner, erro
 
 // whoami answers with the transport, identity and owner endpoint the
 // request carries.
-func whoami(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message) {
+func whoami(w mux.ResponseWriter, r *mux.Message) {
 	pi := PeerFrom(r.Context())
 	_ = w.SetResponse(codes.Content, message.TextPlain, strings.NewReader(pi.Transport+" "+pi.Identity+" "+pi.Owner.Endpoint))
 }
@@ -74,7 +72,7 @@ func startDTLS(t testing.TB, cfg DTLSConfig) *DTLSServer {
 		cfg.Addr = "127.0.0.1:0"
 	}
 	if cfg.Handler == nil {
-		cfg.Handler = whoami
+		cfg.Handler = mux.HandlerFunc(whoami)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = quiet()
@@ -171,10 +169,10 @@ func TestDTLSRefusedHandshakes(t *testing.T) {
 	psk := newPSKMap("dev-1", "secret-key-1")
 	var handled atomic.Int64
 	s := startDTLS(t, DTLSConfig{PSK: psk,
-		Config: Config{Handler: func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message) {
+		Config: Config{Handler: mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) {
 			handled.Add(1)
 			whoami(w, r)
-		}}})
+		})}})
 	tests := []struct {
 		name     string
 		identity string

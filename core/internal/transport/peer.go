@@ -20,27 +20,36 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 )
 
-// peer is the server side of one remote address. It is the go-coap
-// Session of the peer's udpclient.Conn (writes go out through the server's
-// socket), its inactivity monitor and its response cache (a view onto the
-// server-wide dedup cache), all in one allocation.
+// peer is the server side of one remote address. Until something needs
+// more than answering the peer's plain requests (see light.go), it is only
+// this struct. Then it gets a go-coap udpclient.Conn, made by conn, and is
+// that conn's Session (writes go out through the server's socket), its
+// inactivity monitor and its response cache (a view onto the server-wide
+// dedup cache).
 type peer struct {
 	srv   *Server
 	ap    netip.AddrPort // the map key: the UDP address, or a DTLS session's key
 	raddr *net.UDPAddr
-	cc    *udpclient.Conn
+	cc    atomic.Pointer[udpclient.Conn] // nil until conn makes it
+	// getMID, when set, seeds the conn's message IDs (go-coap's
+	// process-wide counter otherwise).
+	getMID func() int32
 	// link is the DTLS session incarnation the peer speaks through; nil for
 	// plain UDP peers.
 	link *link
 
 	ctx    atomic.Pointer[context.Context]
-	cancel context.CancelFunc
+	connMu sync.Mutex         // held while the conn is made
+	cancel context.CancelFunc // set with the conn, under connMu
 	done   chan struct{}
 	closed atomic.Bool
 
-	mu      sync.Mutex
-	onClose []func()
-	pending []pendingRequest // our requests still waiting for a response
+	mu       sync.Mutex
+	onClose  []func()
+	pending  []pendingRequest // our requests still waiting for a response
+	inFlight []uint16         // message IDs of requests being served on the light path
+
+	lc lightConn // what handlers of light-path requests see as the conn
 
 	lastActive atomic.Int64               // unix nanoseconds of the last datagram either way
 	lastConOut atomic.Int64               // unix nanoseconds of the last confirmable request we sent
@@ -77,7 +86,12 @@ func (p *peer) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	p.cancel()
+	p.connMu.Lock()
+	cancel := p.cancel
+	p.connMu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 	p.srv.forget(p)
 	go p.shutdown()
 	return nil

@@ -1,9 +1,11 @@
 // Package transport is the server's CoAP endpoints: Server speaks
 // CoAP over UDP, DTLSServer CoAP over DTLS 1.2 with pre-shared keys. Each
-// has one UDP socket and a go-coap udpclient.Conn per active peer for
-// requests in both directions, block-wise transfers and duplicate
-// detection; handlers learn how a peer is connected (UDP, or DTLS with
-// which PSK identity) from PeerFrom(request context).
+// has one UDP socket. A peer's plain requests are served without a
+// go-coap conn (the light path, light.go); a peer gets a udpclient.Conn
+// when there is more to do: requests to it, its responses and
+// notifications, block-wise transfers. Handlers learn how a peer is
+// connected (UDP, or DTLS with which PSK identity) from
+// PeerFrom(request context).
 //
 // It is built from go-coap v3 pieces rather than on its udp/server.Server,
 // whose read loop walks the whole response cache of a peer on every datagram
@@ -35,28 +37,28 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/mux"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
-// HandlerFunc handles one incoming CoAP message. mux.ToHandler[*udpclient.Conn]
-// turns a *mux.Router into one.
-type HandlerFunc = func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message)
-
 // Config configures a Server. Zero fields take the documented defaults.
 type Config struct {
 	// Addr is the UDP address to listen on; default ":5783".
 	Addr string
-	// Handler serves requests (GET/POST/PUT/DELETE/FETCH/...). Default:
-	// 4.04 for everything.
-	Handler HandlerFunc
+	// Handler serves requests (GET/POST/PUT/DELETE/FETCH/...), usually a
+	// *mux.Router. Its mux.Conn is a *udpclient.Conn when the peer has a
+	// conn, else the light path's own (see light.go). Default: 4.04 for
+	// everything.
+	Handler mux.Handler
 	// Responses is called for responses that match no request or
 	// observation of the peer's current conn, e.g. notifications of an
 	// observation made before a restart or before an idle conn was closed.
 	// Default: a confirmable one is acknowledged (not reset, which would
-	// cancel the observation) and dropped.
-	Responses HandlerFunc
+	// cancel the observation) and dropped. Its mux.Conn is always a
+	// *udpclient.Conn.
+	Responses mux.Handler
 	Logger    *slog.Logger
 	// IdleTimeout closes a peer's conn after this long without a datagram
 	// in either direction, unless a request of ours still waits for its
@@ -149,6 +151,10 @@ type Server struct {
 
 	peers [peerShards]peerShard
 	jobs  chan *job
+
+	connHandler   func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message)
+	connResponses func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message)
+	lightHandler  func(w *responsewriter.ResponseWriter[*lightConn], r *pool.Message)
 }
 
 // New returns a server for cfg; it does not open the socket yet.
@@ -165,6 +171,17 @@ func New(cfg Config) *Server {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.jobs = make(chan *job)
+	h := cfg.Handler
+	if h == nil {
+		h = mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
+			_ = w.SetResponse(codes.NotFound, message.TextPlain, nil)
+		})
+	}
+	s.connHandler = mux.ToHandler[*udpclient.Conn](h)
+	s.lightHandler = mux.ToHandler[*lightConn](h)
+	if cfg.Responses != nil {
+		s.connResponses = mux.ToHandler[*udpclient.Conn](cfg.Responses)
+	}
 	return s
 }
 
@@ -252,9 +269,9 @@ func (s *Server) handleDatagram(ap netip.AddrPort, dst netip.Addr, data []byte) 
 	s.feed(p, created, data)
 }
 
-// feed hands one CoAP datagram of p to its conn. created says that p was
-// made for this datagram, so that a malformed one does not leave a peer
-// behind.
+// feed hands one CoAP datagram of p to the light path or to its conn.
+// created says that p was made for this datagram, so that a malformed one
+// does not leave a peer behind.
 func (s *Server) feed(p *peer, created bool, data []byte) {
 	if len(data) >= 4 {
 		switch {
@@ -264,9 +281,18 @@ func (s *Server) feed(p *peer, created bool, data []byte) {
 			if tkl := int(data[0] & 0x0f); tkl <= 8 && len(data) >= 4+tkl {
 				p.answered(data[4:4+tkl], -1)
 			}
+		case lightCandidate(data) && p.serving(uint16(data[2])<<8|uint16(data[3])):
+			return // a retransmission of a request the light path is serving
 		}
 	}
-	err := p.cc.Process(nil, data)
+	var err error
+	if cc := p.cc.Load(); cc != nil {
+		err = cc.Process(nil, data)
+	} else if served, lerr := s.serveLight(p, data); served {
+		err = lerr
+	} else {
+		err = p.conn().Process(nil, data)
+	}
 	if err == nil {
 		return
 	}
@@ -328,7 +354,7 @@ func (s *Server) Conn(addr *net.UDPAddr) (*udpclient.Conn, error) {
 		return nil, errors.New("transport: server is not running")
 	}
 	p.Notify() // a request follows: not idle, so not closed under the caller
-	return p.cc, nil
+	return p.conn(), nil
 }
 
 // Peers returns the number of peers with an open conn.
@@ -365,7 +391,7 @@ func (s *Server) peerFor(ap netip.AddrPort) (*peer, bool) {
 	if s.ctx.Err() != nil {
 		return nil, false
 	}
-	p = s.newPeer(ap, nil)
+	p = s.newPeer(ap, s.ctx, nil)
 	sh.m[ap] = p
 	return p, true
 }
@@ -380,18 +406,41 @@ func (s *Server) forget(p *peer) {
 	sh.mu.Unlock()
 }
 
-// newPeer makes the peer for key ap. getMID, when set, seeds the conn's
-// message IDs (go-coap's process-wide counter otherwise).
-func (s *Server) newPeer(ap netip.AddrPort, getMID func() int32) *peer {
-	p := &peer{srv: s, ap: ap, raddr: net.UDPAddrFromAddrPort(ap), done: make(chan struct{})}
-	ctx, cancel := context.WithCancel(s.ctx)
+// newPeer makes the peer for key ap, without a conn yet. base is the
+// context of its requests and, later, of its conn; getMID, when set, seeds
+// the conn's message IDs.
+func (s *Server) newPeer(ap netip.AddrPort, base context.Context, getMID func() int32) *peer {
+	p := &peer{srv: s, ap: ap, raddr: net.UDPAddrFromAddrPort(ap), done: make(chan struct{}), getMID: getMID}
+	p.lc.p = p
+	p.ctx.Store(&base)
+	p.lastActive.Store(time.Now().UnixNano())
+	return p
+}
+
+// conn returns the peer's go-coap conn, making it on first use: for a
+// request of ours, a response or notification, a block-wise transfer, or a
+// request the light path does not serve. A closed peer gets a conn too,
+// which is closed at once, so callers see a conn that fails.
+func (p *peer) conn() *udpclient.Conn {
+	if cc := p.cc.Load(); cc != nil {
+		return cc
+	}
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if cc := p.cc.Load(); cc != nil {
+		return cc
+	}
+	s := p.srv
+	ctx, cancel := context.WithCancel(p.Context())
 	p.ctx.Store(&ctx)
 	p.cancel = cancel
-	p.lastActive.Store(time.Now().UnixNano())
+	if p.closed.Load() {
+		cancel()
+	}
 
 	cfg := udpclient.DefaultConfig
-	if getMID != nil {
-		cfg.GetMID = getMID
+	if p.getMID != nil {
+		cfg.GetMID = p.getMID
 	}
 	cfg.Handler = s.handle
 	cfg.Errors = s.coapError
@@ -402,12 +451,13 @@ func (s *Server) newPeer(ap netip.AddrPort, getMID func() int32) *peer {
 	cfg.MaxMessageSize = s.cfg.MaxMessageSize
 	cfg.MTU = udpclient.DefaultMTU
 	cfg.ProcessReceivedMessage = s.process
-	p.cc = udpclient.NewConnWithOpts(p, &cfg,
+	cc := udpclient.NewConnWithOpts(p, &cfg,
 		udpclient.WithResponseMessageCache(p),
 		udpclient.WithInactivityMonitor(udpclient.DeferInactivityWhileConfirmableMessagesPending(p)),
 		udpclient.WithBlockWise(s.newBlockWise),
 	)
-	return p
+	p.cc.Store(cc)
+	return cc
 }
 
 func (s *Server) newBlockWise(cc *udpclient.Conn) *blockwise.BlockWise[*udpclient.Conn] {
@@ -423,15 +473,11 @@ func (s *Server) newBlockWise(cc *udpclient.Conn) *blockwise.BlockWise[*udpclien
 // go to Config.Handler, unmatched responses to Config.Responses.
 func (s *Server) handle(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message) {
 	if r.Code() >= codes.GET && r.Code() < 32 {
-		if s.cfg.Handler == nil {
-			_ = w.SetResponse(codes.NotFound, message.TextPlain, nil)
-			return
-		}
-		s.cfg.Handler(w, r)
+		s.connHandler(w, r)
 		return
 	}
-	if s.cfg.Responses != nil {
-		s.cfg.Responses(w, r)
+	if s.connResponses != nil {
+		s.connResponses(w, r)
 	}
 }
 
@@ -475,7 +521,11 @@ func (s *Server) sweepLoop() {
 				}
 				sh.mu.RUnlock()
 				for _, p := range batch {
-					p.cc.CheckExpirations(now)
+					if cc := p.cc.Load(); cc != nil {
+						cc.CheckExpirations(now)
+					} else if !p.busy() {
+						_ = p.Close() // idle, and never needed a conn
+					}
 				}
 			}
 			clear(batch)

@@ -12,12 +12,9 @@ import (
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
-	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
-	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
-	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 )
 
@@ -128,11 +125,11 @@ func getRequest(mid uint16, token string, path string) message.Message {
 
 // countingHandler answers 2.01 with a payload that differs on every call,
 // so that a replayed response is distinguishable from a new one.
-func countingHandler(calls *atomic.Int64) HandlerFunc {
-	return func(w *responsewriter.ResponseWriter[*udpclient.Conn], _ *pool.Message) {
+func countingHandler(calls *atomic.Int64) mux.Handler {
+	return mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
 		n := calls.Add(1)
 		_ = w.SetResponse(codes.Created, message.TextPlain, bytes.NewReader([]byte(strings.Repeat("x", int(n)))))
-	}
+	})
 }
 
 func TestServerRetransmission(t *testing.T) {
@@ -219,7 +216,7 @@ func TestServerBlockwise(t *testing.T) {
 		gotBody.Store(string(b))
 		_ = w.SetResponse(codes.Changed, message.TextPlain, bytes.NewReader(bytes.Repeat([]byte("r"), 5000)))
 	}))
-	s := startServer(t, Config{Handler: mux.ToHandler[*udpclient.Conn](r), BlockwiseSZX: 0})
+	s := startServer(t, Config{Handler: r, BlockwiseSZX: 0})
 	cc, err := udp.Dial(s.Addr().String(), options.WithBlockwise(true, 2 /* 64 bytes */, 5*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -267,10 +264,10 @@ func TestServerConnRequestsDevice(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			registered := make(chan net.Addr, 1)
-			s := startServer(t, Config{Addr: tc.listen, Handler: func(w *responsewriter.ResponseWriter[*udpclient.Conn], _ *pool.Message) {
+			s := startServer(t, Config{Addr: tc.listen, Handler: mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
 				registered <- w.Conn().RemoteAddr()
 				_ = w.SetResponse(codes.Created, message.TextPlain, nil)
-			}})
+			})})
 			port := s.Addr().(*net.UDPAddr).Port
 			target := net.JoinHostPort(tc.dial, itoa(port))
 			dev := mux.NewRouter()
@@ -322,10 +319,10 @@ func TestServerConnBeforeServe(t *testing.T) {
 // token reaches Config.Responses and a CON one is acknowledged, not reset.
 func TestServerUnmatchedResponses(t *testing.T) {
 	got := make(chan string, 1)
-	s := startServer(t, Config{Responses: func(_ *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message) {
+	s := startServer(t, Config{Responses: mux.HandlerFunc(func(_ mux.ResponseWriter, r *mux.Message) {
 		b, _ := r.ReadBody()
 		got <- string(b)
-	}})
+	})})
 	p := dialRaw(t, s.Addr())
 	var opts message.Options
 	buf := make([]byte, 8)

@@ -11,11 +11,14 @@ import (
 // workers is the number of long-lived goroutines running received messages.
 const workers = 64
 
-// job is one received message handed from a peer's goroutine to a worker.
+// job is one received message handed to a worker: from a conn's goroutine
+// (cc and h set; the sender waits on done), or from a reader for the light
+// path (lp set; nobody waits).
 type job struct {
 	req  *pool.Message
 	cc   *udpclient.Conn
 	h    config.HandlerFunc[*udpclient.Conn]
+	lp   *peer
 	done chan struct{}
 }
 
@@ -48,6 +51,12 @@ func (s *Server) worker() {
 		case <-s.ctx.Done():
 			return
 		case j := <-s.jobs:
+			if j.lp != nil {
+				s.runLight(j.lp, j.req)
+				j.req, j.lp = nil, nil
+				jobPool.Put(j)
+				continue
+			}
 			j.cc.ProcessReceivedMessageWithHandler(j.req, j.h)
 			j.done <- struct{}{}
 		}
