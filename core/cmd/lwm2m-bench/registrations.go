@@ -30,6 +30,7 @@ func registrations(ctx context.Context, args []string) error {
 	inFlight := fs.Int("in-flight", 64, "Registers in flight per worker in the closed-loop run")
 	offered := fs.Float64("offered", 10000, "registrations/s of the second, open-loop run, which measures latency at that load; 0 skips it")
 	closed := fs.Bool("closed", true, "run the closed-loop rounds; false runs only the open-loop run at -offered")
+	ownEcho := fs.Bool("own-echo", true, "also measure the echo server on lwm2md's transport (what the registry and store add to it)")
 	rounds := fs.Int("rounds", 1, "closed-loop rounds of bare, bolt and Redis in turn; ratios are taken within a round and their median printed")
 	fs.Parse(args)
 	if !*closed {
@@ -68,7 +69,7 @@ func registrations(ctx context.Context, args []string) error {
 		defer ch.stop()
 		start := time.Now()
 		srv0, redis0 := cpuTime(ch.cmd.Process.Pid), redisCPU(ctx, c.redis)
-		if *profiles != "" && name != ceilingName {
+		if *profiles != "" && name != ceilingName && name != ownEchoName {
 			// registering takes about devices/5000 s here
 			secs := max(1, c.devices/5000)
 			file := filepath.Join(*profiles, strings.NewReplacer(" ", "_", ",", "", "(", "", ")", "").Replace(name)+".pprof")
@@ -114,12 +115,14 @@ func registrations(ctx context.Context, args []string) error {
 		return nil
 	}
 
-	echo := func() (*child, error) {
-		ch, err := startChild(ctx, c.binPath("lwm2m-echo"), "-addr", coapAddr)
-		if err == nil {
-			waitUDP(coapAddr)
+	echo := func(stack string) func() (*child, error) {
+		return func() (*child, error) {
+			ch, err := startChild(ctx, c.binPath("lwm2m-echo"), "-addr", coapAddr, "-transport", stack)
+			if err == nil {
+				waitUDP(coapAddr)
+			}
+			return ch, err
 		}
-		return ch, err
 	}
 	server := func(store string) func() (*child, error) {
 		return func() (*child, error) {
@@ -146,8 +149,13 @@ func registrations(ctx context.Context, args []string) error {
 		defer flushRedis(context.Background(), c.redis)
 	}
 	for round := range max(*rounds, 1) {
-		if err := measure(ceilingName, round, echo); err != nil {
+		if err := measure(ceilingName, round, echo("go-coap")); err != nil {
 			return err
+		}
+		if *ownEcho {
+			if err := measure(ownEchoName, round, echo("lwm2md")); err != nil {
+				return err
+			}
 		}
 		if err := measure("lwm2md, embedded store (bolt)", round, server("bolt:"+filepath.Join(tmp, fmt.Sprintf("bench%d.db", round)))); err != nil {
 			return err
@@ -247,8 +255,8 @@ func printClosed(rows []row, devices, inFlight, rounds int) {
 // numGC is how many collections lwm2md at debugAddr has run; the bare
 // server has no such endpoint.
 func numGC(debugAddr, name string) (int, error) {
-	if name == ceilingName {
-		return 0, errors.New("bare server: no debug endpoint")
+	if name == ceilingName || name == ownEchoName {
+		return 0, errors.New("echo server: no debug endpoint")
 	}
 	resp, err := http.Get("http://" + debugAddr + "/debug/gc")
 	if err != nil {
@@ -294,7 +302,10 @@ func combine(rs []result) aggregate {
 	return a
 }
 
-const ceilingName = "bare go-coap server (ceiling)"
+const (
+	ceilingName = "bare go-coap server (ceiling)"
+	ownEchoName = "echo on lwm2md's transport"
+)
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
