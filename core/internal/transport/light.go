@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -208,10 +209,8 @@ func (s *Server) firstBlock(resp *pool.Message) error {
 func (p *peer) startServing(mid uint16) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, m := range p.inFlight {
-		if m == mid {
-			return false
-		}
+	if slices.Contains(p.inFlight, mid) {
+		return false
 	}
 	p.inFlight = append(p.inFlight, mid)
 	return true
@@ -223,24 +222,16 @@ func (p *peer) startServing(mid uint16) bool {
 func (p *peer) serving(mid uint16) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, m := range p.inFlight {
-		if m == mid {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(p.inFlight, mid)
 }
 
 func (p *peer) doneServing(mid uint16) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i, m := range p.inFlight {
-		if m == mid {
-			last := len(p.inFlight) - 1
-			p.inFlight[i] = p.inFlight[last]
-			p.inFlight = p.inFlight[:last]
-			return
-		}
+	if i := slices.Index(p.inFlight, mid); i >= 0 {
+		last := len(p.inFlight) - 1
+		p.inFlight[i] = p.inFlight[last]
+		p.inFlight = p.inFlight[:last]
 	}
 }
 
@@ -262,15 +253,24 @@ var _ mux.Conn = (*lightConn)(nil)
 func (c *lightConn) AcquireMessage(ctx context.Context) *pool.Message {
 	return c.p.srv.pool.AcquireMessage(ctx)
 }
-func (c *lightConn) ReleaseMessage(m *pool.Message)              { c.p.srv.pool.ReleaseMessage(m) }
-func (c *lightConn) RemoteAddr() net.Addr                        { return c.p.RemoteAddr() }
-func (c *lightConn) NetConn() net.Conn                           { return c.p.NetConn() }
-func (c *lightConn) Context() context.Context                    { return c.p.Context() }
-func (c *lightConn) SetContextValue(key, val any)                { c.p.SetContextValue(key, val) }
-func (c *lightConn) Close() error                                { return c.p.Close() }
-func (c *lightConn) Done() <-chan struct{}                       { return c.p.Done() }
-func (c *lightConn) AddOnClose(f func())                         { c.p.AddOnClose(f) }
-func (c *lightConn) Sequence() uint64                            { return c.p.conn().Sequence() }
+func (c *lightConn) ReleaseMessage(m *pool.Message) { c.p.srv.pool.ReleaseMessage(m) }
+func (c *lightConn) RemoteAddr() net.Addr           { return c.p.RemoteAddr() }
+func (c *lightConn) NetConn() net.Conn              { return c.p.NetConn() }
+func (c *lightConn) Context() context.Context       { return c.p.Context() }
+func (c *lightConn) SetContextValue(key, val any)   { c.p.SetContextValue(key, val) }
+func (c *lightConn) Close() error                   { return c.p.Close() }
+func (c *lightConn) Done() <-chan struct{}          { return c.p.Done() }
+func (c *lightConn) AddOnClose(f func())            { c.p.AddOnClose(f) }
+
+// Sequence is the conn's count of received messages; before the peer has a
+// conn there is none to count (nor a reason to make one).
+func (c *lightConn) Sequence() uint64 {
+	if cc := c.p.cc.Load(); cc != nil {
+		return cc.Sequence()
+	}
+	return 0
+}
+
 func (c *lightConn) Ping(ctx context.Context) error              { return c.p.conn().Ping(ctx) }
 func (c *lightConn) WriteMessage(req *pool.Message) error        { return c.p.conn().WriteMessage(req) }
 func (c *lightConn) Do(req *pool.Message) (*pool.Message, error) { return c.p.conn().Do(req) }
