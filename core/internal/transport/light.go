@@ -73,7 +73,7 @@ func (s *Server) serveLight(p *peer, data []byte) (bool, error) {
 	if ans := s.dedup.answer(dedupKey{peer: p.ap, mid: mid}, req.Token()); ans != nil {
 		typ := req.Type()
 		s.pool.ReleaseMessage(req)
-		s.resend(p, ans, typ)
+		s.resend(p, ans, typ, mid)
 		return true, nil
 	}
 	if !p.startServing(mid) { // a retransmission of one being served
@@ -92,10 +92,11 @@ func (s *Server) serveLight(p *peer, data []byte) (bool, error) {
 	return true, nil
 }
 
-// resend sends a cached answer again. It was cached for a request of the
-// same message ID and token; only the request's type may differ (a NON
-// repeated as CON), which decides between an ACK and a NON answer.
-func (s *Server) resend(p *peer, ans []byte, reqType message.Type) {
+// resend sends a cached answer again, byte for byte. It was cached for a
+// request of the same message ID and token; only the request's type may
+// differ (the same message ID sent as NON and then as CON): an ACK must
+// carry the request's message ID, a NON answer is a NON.
+func (s *Server) resend(p *peer, ans []byte, reqType message.Type, mid uint16) {
 	want := byte(message.NonConfirmable)
 	if reqType == message.Confirmable {
 		want = byte(message.Acknowledgement)
@@ -103,6 +104,7 @@ func (s *Server) resend(p *peer, ans []byte, reqType message.Type) {
 	if t := ans[0] >> 4 & 3; t != want && t != byte(message.Reset) {
 		ans = bytes.Clone(ans)
 		ans[0] = ans[0]&^0x30 | want<<4
+		ans[2], ans[3] = byte(mid>>8), byte(mid)
 	}
 	if err := s.write(ans, p); err != nil {
 		s.log.Debug("cannot resend answer", "peer", p.RemoteAddr().String(), "err", err)

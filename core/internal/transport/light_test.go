@@ -93,6 +93,14 @@ func TestLightPathNonConfirmable(t *testing.T) {
 	if again := p.recv(); !bytes.Equal(again, first) {
 		t.Errorf("repeated NON got %x, want the first answer %x", again, first)
 	}
+	// the same message ID again, now confirmable: the cached answer goes
+	// out as the ACK of this message ID
+	req.Type = message.Confirmable
+	p.send(encode(t, req))
+	ack := decode(t, p.recv())
+	if ack.Type != message.Acknowledgement || ack.MessageID != 0x30 || string(ack.Token) != "nn" || ack.Code != codes.Created || string(ack.Payload) != string(m.Payload) {
+		t.Errorf("CON repeat got %v, want the cached answer as the ACK of 0x30", ack)
+	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("handler ran %d times, want 1", n)
 	}
