@@ -73,13 +73,16 @@ func waitUDP(addr string) {
 // its own loopback address, and collects their results. onAllRegistered,
 // if set, is called once every device registered, with the workers'
 // process ids; the workers then keep running until ctx ends (memory) or
-// their -duration passes.
-func runWorkers(ctx context.Context, c *common, server string, extra []string, onAllRegistered func(workers []int)) ([]result, error) {
+// their -duration passes. A device whose socket or first Register failed
+// counts as settled, so that one failure does not stall the run; the
+// callback gets how many registered.
+func runWorkers(ctx context.Context, c *common, server string, extra []string, onAllRegistered func(workers []int, registered int64)) ([]result, error) {
 	n := (c.devices + c.perProc - 1) / c.perProc
 	var (
 		mu       sync.Mutex
 		results  []result
 		progress = make([]int64, n)
+		failed   = make([]int64, n)
 		fired    bool
 		pids     []int
 		wg       sync.WaitGroup
@@ -111,17 +114,19 @@ func runWorkers(ctx context.Context, c *common, server string, extra []string, o
 				line := sc.Bytes()
 				var p struct {
 					Progress *int64 `json:"progress"`
+					Failed   int64  `json:"failed"`
 				}
 				if json.Unmarshal(line, &p) == nil && p.Progress != nil {
 					mu.Lock()
-					progress[i] = *p.Progress
-					var total int64
-					for _, v := range progress {
-						total += v
+					progress[i], failed[i] = *p.Progress, p.Failed
+					var registered, settled int64
+					for j := range progress {
+						registered += progress[j]
+						settled += progress[j] + failed[j]
 					}
-					if total >= int64(c.devices) && !fired && onAllRegistered != nil {
+					if settled >= int64(c.devices) && !fired && onAllRegistered != nil {
 						fired = true
-						go onAllRegistered(pids)
+						go onAllRegistered(pids, registered)
 					}
 					mu.Unlock()
 					continue

@@ -82,7 +82,7 @@ func registrations(ctx context.Context, args []string) error {
 		r := row{name: name, round: round}
 		if *closed {
 			var srv, sim, redis time.Duration
-			results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extra, func(workers []int) {
+			results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extra, func(workers []int, _ int64) {
 				srv, redis = cpuTime(ch.cmd.Process.Pid)-srv0, redisCPU(ctx, c.redis)-redis0
 				for _, pid := range workers {
 					sim += cpuTime(pid)

@@ -13,7 +13,8 @@ import (
 )
 
 // worker runs one share of the simulated devices and reports as JSON lines
-// on stdout: {"progress": n} while registering, then the result.
+// on stdout: {"progress": n, "failed": m} while registering, then the
+// result.
 func worker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker", flag.ExitOnError)
 	var cfg sim.Config
@@ -52,7 +53,7 @@ func worker(ctx context.Context, args []string) error {
 	cfg.RequestTimeout = 20 * time.Second
 	enc := json.NewEncoder(os.Stdout)
 	cfg.ProgressInterval = 250 * time.Millisecond
-	cfg.Progress = func(s sim.Stats) { enc.Encode(map[string]int64{"progress": s.Registered}) }
+	cfg.Progress = func(s sim.Stats) { enc.Encode(map[string]int64{"progress": s.Registered, "failed": s.RegFailed}) }
 	st, err := sim.Run(ctx, cfg)
 	if err != nil && st.Registrations == 0 {
 		return err

@@ -71,11 +71,22 @@ func hasScheme(s string) bool {
 // swapped under it (rebind).
 func (d *Device) dial(ctx context.Context, addr string, secure bool, psk PSK) (net.Conn, *rebindConn, error) {
 	if !secure {
-		c, err := d.f.dialer.DialContext(ctx, "udp", addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("sim: dial %s: %w", addr, err)
+		// With tens of thousands of sockets on one address, picking a free
+		// local port can fail now and then (EAGAIN); a real device would
+		// try again too.
+		var err error
+		for attempt := range 3 {
+			var c net.Conn
+			if c, err = d.f.dialer.DialContext(ctx, "udp", addr); err == nil {
+				return c, nil, nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("sim: dial %s: %w", addr, err)
+			case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+			}
 		}
-		return c, nil, nil
+		return nil, nil, fmt.Errorf("sim: dial %s: %w", addr, err)
 	}
 	if psk.Identity == "" || len(psk.Key) == 0 {
 		return nil, nil, fmt.Errorf("sim: coaps://%s needs a PSK identity and key", addr)

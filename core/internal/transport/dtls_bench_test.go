@@ -216,7 +216,7 @@ func liveBytes() int64 {
 }
 
 // BenchmarkDTLSResume measures one CoAP request from a device over its
-// session: "active" with the session's CoAP conn up, "idle" with the conn
+// session: "active" with the session's CoAP peer up, "idle" with the peer
 // closed before each request, which then makes a new one.
 func BenchmarkDTLSResume(b *testing.B) {
 	for _, idle := range []bool{false, true} {
