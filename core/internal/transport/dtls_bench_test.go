@@ -46,10 +46,17 @@ func handshakeOnce(raddr *net.UDPAddr, identity string, keep, request bool) erro
 	err = c.HandshakeContext(ctx)
 	cancel()
 	if err == nil && request {
-		// CON GET /a, message ID 0x1234, no token
-		if _, err = c.Write([]byte{0x40, 0x01, 0x12, 0x34, 0xb1, 'a'}); err == nil {
-			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, err = c.Read(make([]byte, 1500))
+		// CON GET /a, message ID 0x1234, no token, retransmitted as a CoAP
+		// client does (every 2 s here): on a loaded machine a datagram or
+		// the server's last handshake flight is lost now and then
+		for range 5 {
+			if _, err = c.Write([]byte{0x40, 0x01, 0x12, 0x34, 0xb1, 'a'}); err != nil {
+				break
+			}
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err = c.Read(make([]byte, 1500)); err == nil {
+				break
+			}
 		}
 	}
 	if keep {
