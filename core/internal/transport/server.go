@@ -60,9 +60,9 @@ type Config struct {
 	// *udpclient.Conn.
 	Responses mux.Handler
 	Logger    *slog.Logger
-	// IdleTimeout closes a peer's conn after this long without a datagram
-	// in either direction, unless a request of ours still waits for its
-	// response. Default 10s. Observations made with the conn's Observe end
+	// IdleTimeout closes a peer (and its conn, if it has one) after this
+	// long without a datagram in either direction, unless a request of
+	// ours still waits for its response. Default 10s. Observations made with the conn's Observe end
 	// with it; later notifications reach Responses.
 	IdleTimeout time.Duration
 	// MaxRequestWait is how long a request of ours keeps an idle peer's
@@ -357,7 +357,7 @@ func (s *Server) Conn(addr *net.UDPAddr) (*udpclient.Conn, error) {
 	return p.conn(), nil
 }
 
-// Peers returns the number of peers with an open conn.
+// Peers returns the number of live peers, with a conn or without.
 func (s *Server) Peers() int {
 	n := 0
 	for i := range s.peers {
@@ -419,8 +419,8 @@ func (s *Server) newPeer(ap netip.AddrPort, base context.Context, getMID func() 
 
 // conn returns the peer's go-coap conn, making it on first use: for a
 // request of ours, a response or notification, a block-wise transfer, or a
-// request the light path does not serve. A closed peer gets a conn too,
-// which is closed at once, so callers see a conn that fails.
+// request the light path does not serve. A closed peer gets a conn whose
+// context is already cancelled, so requests through it fail.
 func (p *peer) conn() *udpclient.Conn {
 	if cc := p.cc.Load(); cc != nil {
 		return cc
