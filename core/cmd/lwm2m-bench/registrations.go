@@ -69,7 +69,7 @@ func registrations(ctx context.Context, args []string) error {
 		defer ch.stop()
 		start := time.Now()
 		srv0, redis0 := cpuTime(ch.cmd.Process.Pid), redisCPU(ctx, c.redis)
-		if *profiles != "" && name != ceilingName && name != ownEchoName {
+		if *profiles != "" && !isEcho(name) {
 			// registering takes about devices/5000 s here
 			secs := max(1, c.devices/5000)
 			file := filepath.Join(*profiles, strings.NewReplacer(" ", "_", ",", "", "(", "", ")", "").Replace(name)+".pprof")
@@ -255,7 +255,7 @@ func printClosed(rows []row, devices, inFlight, rounds int) {
 // numGC is how many collections lwm2md at debugAddr has run; the bare
 // server has no such endpoint.
 func numGC(debugAddr, name string) (int, error) {
-	if name == ceilingName || name == ownEchoName {
+	if isEcho(name) {
 		return 0, errors.New("echo server: no debug endpoint")
 	}
 	resp, err := http.Get("http://" + debugAddr + "/debug/gc")
@@ -306,6 +306,10 @@ const (
 	ceilingName = "bare go-coap server (ceiling)"
 	ownEchoName = "echo on lwm2md's transport"
 )
+
+// isEcho reports whether a target is one of the echo servers, which have no
+// profile or debug endpoint.
+func isEcho(name string) bool { return name == ceilingName || name == ownEchoName }
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 

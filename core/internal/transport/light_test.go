@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,9 +17,10 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp"
 )
 
-// peerOf returns the server's peer for the raw client p, nil if it has none.
-func peerOf(s *Server, p *rawPeer) *peer {
-	ap := unmapped(p.conn.LocalAddr().(*net.UDPAddr).AddrPort())
+// peerAt returns the server's peer for a client whose socket is bound to
+// local, nil if it has none.
+func peerAt(s *Server, local net.Addr) *peer {
+	ap := unmapped(local.(*net.UDPAddr).AddrPort())
 	sh := s.shard(ap)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
@@ -35,7 +35,7 @@ func TestLightPathServesWithoutConn(t *testing.T) {
 	if m.Type != message.Acknowledgement || m.MessageID != 0x10 || string(m.Token) != "tk" || m.Code != codes.Created {
 		t.Fatalf("response = %v", m)
 	}
-	pr := peerOf(s, p)
+	pr := peerAt(s, p.conn.LocalAddr())
 	if pr == nil {
 		t.Fatal("no peer after a request")
 	}
@@ -208,15 +208,7 @@ func TestLightPathHandlerRequestsDevice(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no answer from the device")
 	}
-	ap := unmapped(cc.LocalAddr().(*net.UDPAddr).AddrPort())
-	if ap.Addr().IsUnspecified() {
-		ap = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port())
-	}
-	sh := s.shard(ap)
-	sh.mu.RLock()
-	pr := sh.m[ap]
-	sh.mu.RUnlock()
-	if pr == nil || pr.cc.Load() == nil {
+	if pr := peerAt(s, cc.LocalAddr()); pr == nil || pr.cc.Load() == nil {
 		t.Error("the peer has no conn after a request to the device")
 	}
 }
