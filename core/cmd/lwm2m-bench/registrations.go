@@ -26,7 +26,8 @@ func registrations(ctx context.Context, args []string) error {
 	var c common
 	c.flags(fs, 10000)
 	hold := fs.Duration("hold", 3*time.Second, "how long devices stay registered after the last Register (then they de-register)")
-	profiles := fs.String("cpu-profile-dir", "", "write each lwm2md's CPU profile while registering to this directory")
+	profiles := fs.String("profile-dir", "", "write each lwm2md's profile of -profile while registering to this directory")
+	profileKind := fs.String("profile", "profile", "which pprof profile -profile-dir gets: profile (CPU) or allocs (what was allocated meanwhile)")
 	inFlight := fs.Int("in-flight", 64, "Registers in flight per worker in the closed-loop run")
 	offered := fs.Float64("offered", 10000, "registrations/s of the second, open-loop run, which measures latency at that load; 0 skips it")
 	closed := fs.Bool("closed", true, "run the closed-loop rounds; false runs only the open-loop run at -offered")
@@ -72,10 +73,10 @@ func registrations(ctx context.Context, args []string) error {
 		if *profiles != "" && !isEcho(name) {
 			// registering takes about devices/5000 s here
 			secs := max(1, c.devices/5000)
-			file := filepath.Join(*profiles, strings.NewReplacer(" ", "_", ",", "", "(", "", ")", "").Replace(name)+".pprof")
+			file := filepath.Join(*profiles, strings.NewReplacer(" ", "_", ",", "", "(", "", ")", "").Replace(name)+"."+*profileKind+".pprof")
 			go func() {
-				if err := saveProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debugAddr, secs), file); err != nil {
-					fmt.Fprintln(os.Stderr, "cpu profile:", err)
+				if err := saveProfile(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", debugAddr, *profileKind, secs), file); err != nil {
+					fmt.Fprintln(os.Stderr, *profileKind, "profile:", err)
 				}
 			}()
 		}

@@ -80,15 +80,7 @@ func (s *Server) serveLight(p *peer, data []byte) (bool, error) {
 		s.pool.ReleaseMessage(req)
 		return true, nil
 	}
-	j := jobPool.Get().(*job)
-	j.req, j.lp = req, p
-	select {
-	case s.jobs <- j:
-	default: // every worker is busy: do not hold up the reader
-		j.req, j.lp = nil, nil
-		jobPool.Put(j)
-		go s.runLight(p, req)
-	}
+	s.offerLight(p, req)
 	return true, nil
 }
 

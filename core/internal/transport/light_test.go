@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -208,7 +209,78 @@ func TestLightPathHandlerRequestsDevice(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no answer from the device")
 	}
-	if pr := peerAt(s, cc.LocalAddr()); pr == nil || pr.cc.Load() == nil {
-		t.Error("the peer has no conn after a request to the device")
+	pr := peerAt(s, cc.LocalAddr())
+	if pr == nil || pr.cc.Load() == nil {
+		t.Fatal("the peer has no conn after a request to the device")
 	}
+	// the sweeper expires the exchanges of peers with a conn every tick
+	inConns := func() bool {
+		sh := s.shard(pr.ap)
+		sh.mu.RLock()
+		defer sh.mu.RUnlock()
+		_, ok := sh.conns[pr]
+		return ok
+	}
+	if !inConns() {
+		t.Error("the peer with a conn is not among its shard's conns")
+	}
+	_ = pr.Close()
+	if inConns() {
+		t.Error("a closed peer is still among its shard's conns")
+	}
+}
+
+// TestLightPathExtraWorkers blocks more handlers than there are workers:
+// every request still runs at once, on extra workers that serve the next
+// burst too and leave once idle.
+func TestLightPathExtraWorkers(t *testing.T) {
+	const n = workers + 36
+	var calls atomic.Int64
+	release := []chan struct{}{make(chan struct{}), make(chan struct{})} // per burst
+	s := New(Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		Handler: mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
+			<-release[(calls.Add(1)-1)/n]
+			_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+		})})
+	s.extraIdle = 2 * time.Second
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	peers := make([]*rawPeer, n)
+	for i := range peers {
+		peers[i] = dialRaw(t, s.Addr())
+	}
+	burst := func(round int) {
+		t.Helper()
+		for i, p := range peers {
+			p.send(encode(t, getRequest(uint16(round*n+i), "t", "/a")))
+		}
+		waitFor(t, func() bool { return calls.Load() == int64(round+1)*n })
+		if got := s.extraWorkers.Load(); got != n-workers {
+			t.Errorf("burst %d: %d extra workers, want %d", round, got, n-workers)
+		}
+		close(release[round])
+		for _, p := range peers {
+			if m := decode(t, p.recv()); m.Code != codes.Changed {
+				t.Fatalf("burst %d: answer %v", round, m)
+			}
+		}
+	}
+	burst(0)
+	time.Sleep(100 * time.Millisecond) // the workers return to the queue
+	if got := s.extraWorkers.Load(); got != n-workers {
+		t.Errorf("%d extra workers wait for the next burst, want %d", got, n-workers)
+	}
+	burst(1)
+	waitFor(t, func() bool { return s.extraWorkers.Load() == 0 })
 }

@@ -32,6 +32,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -133,6 +134,9 @@ const peerShards = 64
 type peerShard struct {
 	mu sync.RWMutex
 	m  map[netip.AddrPort]*peer
+	// conns are the peers of m that have a go-coap conn, the only ones
+	// whose exchanges the sweeper must expire between its full sweeps.
+	conns map[*peer]struct{}
 }
 
 // Server is a CoAP/UDP server. Its methods are safe for concurrent use.
@@ -149,8 +153,10 @@ type Server struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 
-	peers [peerShards]peerShard
-	jobs  chan *job
+	peers        [peerShards]peerShard
+	jobs         chan *job
+	extraWorkers atomic.Int32 // started by offerLight, running
+	extraIdle    time.Duration
 
 	connHandler   func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message)
 	connResponses func(w *responsewriter.ResponseWriter[*udpclient.Conn], r *pool.Message)
@@ -165,9 +171,12 @@ func New(cfg Config) *Server {
 		log:   cfg.Logger,
 		dedup: newDedupCache(cfg.ExchangeLifetime),
 		pool:  pool.New(1024, 2048),
+
+		extraIdle: extraWorkerIdle,
 	}
 	for i := range s.peers {
 		s.peers[i].m = make(map[netip.AddrPort]*peer)
+		s.peers[i].conns = make(map[*peer]struct{})
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.jobs = make(chan *job)
@@ -403,6 +412,7 @@ func (s *Server) forget(p *peer) {
 	if sh.m[p.ap] == p {
 		delete(sh.m, p.ap)
 	}
+	delete(sh.conns, p)
 	sh.mu.Unlock()
 }
 
@@ -457,6 +467,12 @@ func (p *peer) conn() *udpclient.Conn {
 		udpclient.WithBlockWise(s.newBlockWise),
 	)
 	p.cc.Store(cc)
+	if !p.closed.Load() { // else Close has forgotten p, or will after connMu
+		sh := s.shard(p.ap)
+		sh.mu.Lock()
+		sh.conns[p] = struct{}{}
+		sh.mu.Unlock()
+	}
 	return cc
 }
 
@@ -514,9 +530,17 @@ func (s *Server) sweepLoop() {
 				sh := &s.peers[i]
 				batch = batch[:0]
 				sh.mu.RLock()
-				for _, p := range sh.m {
-					if p.lastConOut.Load() > recent || (full && p.lastActive.Load() <= idle) {
-						batch = append(batch, p)
+				if full {
+					for _, p := range sh.m {
+						if p.lastConOut.Load() > recent || p.lastActive.Load() <= idle {
+							batch = append(batch, p)
+						}
+					}
+				} else {
+					for p := range sh.conns { // only a conn sends CONs
+						if p.lastConOut.Load() > recent {
+							batch = append(batch, p)
+						}
 					}
 				}
 				sh.mu.RUnlock()
