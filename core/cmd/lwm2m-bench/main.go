@@ -85,6 +85,9 @@ type result struct {
 	P50Millis     float64 `json:"p50ms"`
 	P99Millis     float64 `json:"p99ms"`
 	WindowSeconds float64 `json:"windowSeconds"`
+	// WindowStart and WindowEnd bound the window in Unix nanoseconds.
+	WindowStart int64 `json:"windowStart"`
+	WindowEnd   int64 `json:"windowEnd"`
 }
 
 func decodeResult(line []byte) (result, error) {

@@ -63,6 +63,7 @@ func worker(ctx context.Context, args []string) error {
 		PerSecond: st.RegistrationsPerSecond(),
 		P50Millis: ms(st.RegLatencyP50), P99Millis: ms(st.RegLatencyP99),
 		WindowSeconds: st.RegWindow.Seconds(),
+		WindowStart:   unixNano(st.RegFirst), WindowEnd: unixNano(st.RegLast),
 	})
 }
 
@@ -71,3 +72,10 @@ func worker(ctx context.Context, args []string) error {
 const workerMemoryLimit = 3 << 30
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}

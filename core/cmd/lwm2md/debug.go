@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"runtime/debug"
 )
 
 // serveDebug serves pprof and /debug/memory on addr (meant for loopback:
@@ -31,14 +32,27 @@ func serveDebug(addr string) (net.Addr, error) {
 			"stackInuse": m.StackInuse, "goroutines": uint64(runtime.NumGoroutine()),
 		})
 	})
-	// collections so far, without forcing one: benchmarks read it around
-	// a run to tell which of their latencies a collection fell into
+	// collections so far and when the recent ones ended, without forcing
+	// one: benchmarks read it after a run to tell whether a collection fell
+	// into the window whose latencies they measured
 	mux.HandleFunc("/debug/gc", func(w http.ResponseWriter, _ *http.Request) {
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
+		var s debug.GCStats
+		debug.ReadGCStats(&s)
+		ends := make([]int64, len(s.PauseEnd))
+		for i, t := range s.PauseEnd {
+			ends[i] = t.UnixNano()
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]uint32{"numGC": m.NumGC})
+		_ = json.NewEncoder(w).Encode(gcReport{NumGC: s.NumGC, Ends: ends})
 	})
 	go http.Serve(ln, mux) //nolint:errcheck // ends with the process
 	return ln.Addr(), nil
+}
+
+// gcReport is what /debug/gc answers.
+type gcReport struct {
+	NumGC int64 `json:"numGC"`
+	// Ends are the end times of the recent collections (up to 256), most
+	// recent first, in Unix nanoseconds.
+	Ends []int64 `json:"ends"`
 }

@@ -22,15 +22,17 @@ const gcPercent = 1000
 // steady load and a backlog builds. At 10,000 registrations/s on 2 cores a
 // collection cost some 300 ms of p99 latency; at GOGC 400 every 3 s run at
 // that rate had one, at 1000 about half did. The limit keeps the memory
-// this costs bounded.
-func tuneGC() {
+// this costs bounded. It reports whether it set the collector; only then
+// does lwm2md also collect when idle (collectWhenIdle).
+func tuneGC() bool {
 	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
-		return
+		return false
 	}
 	debug.SetGCPercent(gcPercent)
 	if total := memoryAvailable(); total > 0 {
 		debug.SetMemoryLimit(total / 2)
 	}
+	return true
 }
 
 // memoryAvailable is the memory limit of the process's cgroup (v2) or else

@@ -29,7 +29,7 @@ func main() {
 }
 
 func run(args []string) error {
-	tuneGC()
+	gcTuned := tuneGC()
 	fs := flag.NewFlagSet("lwm2md", flag.ContinueOnError)
 	var cfg server.Config
 	var logLevel, debugAddr string
@@ -68,6 +68,9 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if gcTuned {
+		go collectWhenIdle(ctx, time.Second, cfg.Logger)
+	}
 	srv, err := server.Open(ctx, cfg)
 	if err != nil {
 		return err

@@ -30,7 +30,10 @@ type Stats struct {
 	// RegWindow is the time from the first Register sent to the last initial
 	// registration answered: registrations per second are measured over it.
 	RegWindow time.Duration
-	Elapsed   time.Duration
+	// RegFirst and RegLast bound RegWindow: when the first Register was
+	// sent and the last initial registration answered.
+	RegFirst, RegLast time.Time
+	Elapsed           time.Duration
 }
 
 // RegistrationsPerSecond is the initial registration rate: registrations
@@ -109,6 +112,7 @@ func (c *counters) snapshot(devices int) Stats {
 	}
 	if f, l := c.firstReg.Load(), c.lastReg.Load(); f > 0 && l > f {
 		s.RegWindow = time.Duration(l - f)
+		s.RegFirst, s.RegLast = time.Unix(0, f), time.Unix(0, l)
 	}
 	return s
 }
