@@ -18,7 +18,13 @@ import (
 // ParseLinks parses a link-format document. An empty or all-whitespace
 // document is no links. Errors wrap ErrMalformed and give the byte offset.
 func ParseLinks(data []byte) ([]lwm2m.Link, error) {
-	p := linkParser{s: string(data)}
+	return ParseLinkString(string(data))
+}
+
+// ParseLinkString is ParseLinks of a string; the links' values share its
+// memory.
+func ParseLinkString(s string) ([]lwm2m.Link, error) {
+	p := linkParser{s: s}
 	// Commas bound the number of links (quoted values may hold more), and
 	// growing the slice link by link copied each one several times.
 	links := make([]lwm2m.Link, 0, strings.Count(p.s, ",")+1)

@@ -171,9 +171,9 @@ type linkInfo struct {
 // (rt="oma.lwm2m", giving the alternate root path and the content formats
 // the client supports), every other link an object or object instance
 // under the root, object versions ("ver") of the form major.minor.
-func parsePayload(payload []byte, oldRoot string) (linkInfo, error) {
+func parsePayload(payload string, oldRoot string) (linkInfo, error) {
 	var info linkInfo
-	links, err := codec.ParseLinks(payload)
+	links, err := codec.ParseLinkString(payload)
 	if err != nil {
 		return info, badRequest("bad link-format payload: %v", err)
 	}
@@ -340,10 +340,10 @@ func parseRegister(q *query, payload []byte) (registerRequest, error) {
 		}
 		r.hasAwake = true
 	}
-	if r.links, err = parsePayload(payload, ""); err != nil {
+	r.payload = string(payload) // one copy, which the links share
+	if r.links, err = parsePayload(r.payload, ""); err != nil {
 		return r, err
 	}
-	r.payload = string(payload)
 	return r, nil
 }
 
@@ -390,11 +390,12 @@ func parseUpdate(q *query, payload []byte, old *Registration) (updateRequest, er
 		u.hasAwake = true
 	}
 	if len(payload) > 0 {
-		info, err := parsePayload(payload, old.RootPath)
+		s := string(payload) // one copy, which the links share
+		info, err := parsePayload(s, old.RootPath)
 		if err != nil {
 			return u, err
 		}
-		u.links, u.payload = &info, string(payload)
+		u.links, u.payload = &info, s
 	}
 	return u, nil
 }

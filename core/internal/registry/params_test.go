@@ -115,7 +115,7 @@ func TestParsePayload(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			info, err := parsePayload([]byte(tc.payload), tc.oldRoot)
+			info, err := parsePayload(tc.payload, tc.oldRoot)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)

@@ -62,7 +62,7 @@ func (r *Registration) Objects() ([]lwm2m.Link, error) {
 	if r.ObjectLinks != nil || r.Links == "" {
 		return r.ObjectLinks, nil
 	}
-	links, err := codec.ParseLinks([]byte(r.Links))
+	links, err := codec.ParseLinkString(r.Links)
 	if err != nil {
 		return nil, fmt.Errorf("registration %s: %w", r.ID, err)
 	}
