@@ -113,7 +113,7 @@ func TestCollectWhenIdle(t *testing.T) {
 	spun := make(chan struct{})
 	go func() { // busy, without allocating
 		defer close(spun)
-		for n := 0; ; n++ {
+		for {
 			select {
 			case <-stop:
 				return

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -237,24 +236,10 @@ func TestLightPathExtraWorkers(t *testing.T) {
 	const n = workers + 36
 	var calls atomic.Int64
 	release := []chan struct{}{make(chan struct{}), make(chan struct{})} // per burst
-	s := New(Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
-		Handler: mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
-			<-release[(calls.Add(1)-1)/n]
-			_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
-		})})
-	s.extraIdle = 2 * time.Second
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	s := startServer(t, Config{Handler: mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
+		<-release[(calls.Add(1)-1)/n]
+		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+	})}, func(s *Server) { s.extraIdle = 2 * time.Second })
 
 	peers := make([]*rawPeer, n)
 	for i := range peers {

@@ -19,7 +19,9 @@ import (
 )
 
 // startServer runs a Server on 127.0.0.1:0 until the test ends.
-func startServer(t testing.TB, cfg Config) *Server {
+// startServer serves cfg on loopback until the test ends; each of adjust
+// changes the server before it starts.
+func startServer(t testing.TB, cfg Config, adjust ...func(*Server)) *Server {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
@@ -28,6 +30,9 @@ func startServer(t testing.TB, cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := New(cfg)
+	for _, f := range adjust {
+		f(s)
+	}
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
