@@ -9,7 +9,7 @@ import (
 	"runtime/debug"
 )
 
-// serveDebug serves pprof and /debug/memory on addr (meant for loopback:
+// serveDebug serves pprof, /debug/memory and /debug/gc on addr (meant for loopback:
 // benchmarks and profiling, never the public API port).
 func serveDebug(addr string) (net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)

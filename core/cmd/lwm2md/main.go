@@ -46,7 +46,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.BootstrapCoAPAddr, "bs-coap", ":5683", "bootstrap server CoAP/UDP listen address; empty turns it off")
 	fs.StringVar(&cfg.BootstrapCoAPSAddr, "bs-coaps", ":5684", "bootstrap server CoAP/DTLS listen address; empty turns it off")
 	fs.StringVar(&cfg.PublicHost, "public-host", "", "host name or IP devices reach this server at, for the server URIs the bootstrap server writes (default: the address a device reached the bootstrap server at, if the bootstrap sockets are bound to one)")
-	fs.StringVar(&debugAddr, "debug-addr", "", "serve pprof and /debug/memory on this address (e.g. 127.0.0.1:6060); off when empty")
+	fs.StringVar(&debugAddr, "debug-addr", "", "serve pprof, /debug/memory and /debug/gc on this address (e.g. 127.0.0.1:6060); off when empty")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
