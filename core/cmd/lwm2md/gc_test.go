@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -109,16 +110,11 @@ func TestCollectWhenIdle(t *testing.T) {
 	}
 	before := numGC()
 
-	stop := make(chan struct{})
+	var stop atomic.Bool
 	spun := make(chan struct{})
 	go func() { // busy, without allocating
 		defer close(spun)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		for !stop.Load() {
 		}
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -128,7 +124,7 @@ func TestCollectWhenIdle(t *testing.T) {
 	if n := numGC(); n != before {
 		t.Fatalf("%d collections while a CPU was busy, want none", n-before)
 	}
-	close(stop)
+	stop.Store(true)
 	<-spun
 	deadline := time.Now().Add(5 * time.Second)
 	for numGC() == before {
