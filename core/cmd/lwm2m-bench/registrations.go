@@ -99,7 +99,7 @@ func registrations(ctx context.Context, args []string) error {
 		}
 		if extraOpen != nil && round == 0 {
 			srv0, redis0 := cpuTime(ch.cmd.Process.Pid), redisCPU(ctx, c.redis)
-			gc0, gcErr := gcReport(debugAddr, name)
+			gc0, gcErr := readGCs(debugAddr, name)
 			results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extraOpen, nil)
 			if err != nil {
 				return fmt.Errorf("%s at %.0f/s: %w", name, *offered, err)
@@ -108,7 +108,7 @@ func registrations(ctx context.Context, args []string) error {
 			n := time.Duration(max(r.open.registered, 1))
 			r.openServer, r.openRedis = (cpuTime(ch.cmd.Process.Pid)-srv0)/n, (redisCPU(ctx, c.redis)-redis0)/n
 			r.openGCs, r.windowGCs = -1, -1
-			if gc1, err := gcReport(debugAddr, name); err == nil && gcErr == nil {
+			if gc1, err := readGCs(debugAddr, name); err == nil && gcErr == nil {
 				r.openGCs = gc1.NumGC - gc0.NumGC
 				r.windowGCs = gc1.endedIn(r.open.start, r.open.end)
 			}
@@ -257,8 +257,6 @@ func printClosed(rows []row, devices, inFlight, rounds int) {
 	}
 }
 
-// numGC is how many collections lwm2md at debugAddr has run; the bare
-// server has no such endpoint.
 // gcs is what lwm2md's /debug/gc tells: collections so far, and the end
 // times of the recent ones (Unix nanoseconds).
 type gcs struct {
@@ -277,7 +275,9 @@ func (g gcs) endedIn(from, to int64) int {
 	return n
 }
 
-func gcReport(debugAddr, name string) (gcs, error) {
+// readGCs asks lwm2md at debugAddr for its collections; the echo servers
+// have no such endpoint.
+func readGCs(debugAddr, name string) (gcs, error) {
 	var g gcs
 	if isEcho(name) {
 		return g, errors.New("echo server: no debug endpoint")

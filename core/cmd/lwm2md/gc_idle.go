@@ -14,10 +14,10 @@ import (
 // collection falls wherever the budget runs out: often inside the next
 // burst, where its concurrent mark costs the most latency. collectWhenIdle
 // collects once the process is quiet, if more than a tenth of the budget is
-// used, so the memory of a burst goes back and the next burst starts with
-// the whole budget. (30,000 Registers use about a quarter of the budget of
-// the live heap they leave.) The JVM's periodic G1 collections under low load do the
-// same (JEP 346).
+// used (a burst of 30,000 Registers uses just under a quarter), so the
+// memory of a burst goes back and the next burst starts with the whole
+// budget. The JVM's periodic G1 collections under low load do the same
+// (JEP 346).
 const (
 	// idleCPU is the share of one CPU below which the process is quiet.
 	idleCPU = 0.05

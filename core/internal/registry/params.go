@@ -171,7 +171,7 @@ type linkInfo struct {
 // (rt="oma.lwm2m", giving the alternate root path and the content formats
 // the client supports), every other link an object or object instance
 // under the root, object versions ("ver") of the form major.minor.
-func parsePayload(payload string, oldRoot string) (linkInfo, error) {
+func parsePayload(payload, oldRoot string) (linkInfo, error) {
 	var info linkInfo
 	links, err := codec.ParseLinkString(payload)
 	if err != nil {

@@ -108,6 +108,8 @@ func (s *Server) extraWorker(j *job) {
 	}
 }
 
+// run runs j's message and hands the job back: to the pool for the light
+// path, to the waiting conn goroutine otherwise.
 func (s *Server) run(j *job) {
 	if j.lp != nil {
 		s.runLight(j.lp, j.req)
