@@ -85,7 +85,7 @@ func (t *tx) nextBuffered(bucket, prefix, cursor string, incl bool) (string, []b
 			// cursor >= prefix, so every later key is past the prefix too.
 			return "", nil, false
 		}
-		if e := o.m[k]; !e.deleted {
+		if e, _ := o.get(k); !e.deleted {
 			return k, e.value, true
 		}
 	}
@@ -125,7 +125,7 @@ func (p *pager) next(cursor string, incl bool) (string, []byte, bool, error) {
 
 func (p *pager) buffered(k string) bool {
 	if o := p.t.ov[p.bucket]; o != nil {
-		_, ok := o.m[k]
+		_, ok := o.get(k)
 		return ok
 	}
 	return false

@@ -33,10 +33,62 @@ type tx struct {
 	err error
 }
 
-// overlay holds one bucket's buffered writes.
+// overlay holds one bucket's buffered writes, their keys sorted for Scan.
+// Most transactions write a key or two per bucket: those writes sit in a
+// slice beside the keys, found by binary search, and only a bucket with
+// more than smallOverlay of them gets a map. (A map per bucket was a fifth
+// of what a Register allocated.)
 type overlay struct {
-	keys []string // sorted, for Scan
+	keys []string
+	vals []entry // vals[i] is the write of keys[i], until m is made
 	m    map[string]entry
+}
+
+const smallOverlay = 16
+
+func (o *overlay) get(key string) (entry, bool) {
+	if o.m != nil {
+		e, ok := o.m[key]
+		return e, ok
+	}
+	if i, ok := slices.BinarySearch(o.keys, key); ok {
+		return o.vals[i], true
+	}
+	return entry{}, false
+}
+
+func (o *overlay) set(key string, e entry) {
+	if o.m != nil {
+		if _, ok := o.m[key]; !ok {
+			o.insertKey(key)
+		}
+		o.m[key] = e
+		return
+	}
+	i, ok := slices.BinarySearch(o.keys, key)
+	if ok {
+		o.vals[i] = e
+		return
+	}
+	o.keys = slices.Insert(o.keys, i, key) // an append when keys arrive in order
+	o.vals = slices.Insert(o.vals, i, e)
+	if len(o.keys) > smallOverlay {
+		o.m = make(map[string]entry, 2*len(o.keys))
+		for i, k := range o.keys {
+			o.m[k] = o.vals[i]
+		}
+		o.vals = nil
+	}
+}
+
+func (o *overlay) insertKey(key string) {
+	// Keys mostly arrive in ascending order; append is then enough.
+	if n := len(o.keys); n == 0 || o.keys[n-1] < key {
+		o.keys = append(o.keys, key)
+		return
+	}
+	i, _ := slices.BinarySearch(o.keys, key)
+	o.keys = slices.Insert(o.keys, i, key)
 }
 
 type entry struct {
@@ -109,7 +161,7 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 		return nil, err
 	}
 	if o := t.ov[bucket]; o != nil {
-		if e, ok := o.m[key]; ok {
+		if e, ok := o.get(key); ok {
 			if e.deleted {
 				return nil, notFound(bucket, key)
 			}
@@ -159,7 +211,7 @@ func (t *tx) Prefetch(bucket, key string) {
 		return
 	}
 	if o := t.ov[bucket]; o != nil {
-		if _, ok := o.m[key]; ok {
+		if _, ok := o.get(key); ok {
 			return
 		}
 	}
@@ -198,19 +250,10 @@ func (t *tx) Delete(bucket, key string) error {
 func (t *tx) set(bucket, key string, e entry) {
 	o := t.ov[bucket]
 	if o == nil {
-		o = &overlay{m: make(map[string]entry)}
+		o = new(overlay)
 		t.ov[bucket] = o
 	}
-	if _, ok := o.m[key]; !ok {
-		// Keys mostly arrive in ascending order; append is then enough.
-		if n := len(o.keys); n == 0 || o.keys[n-1] < key {
-			o.keys = append(o.keys, key)
-		} else {
-			i, _ := slices.BinarySearch(o.keys, key)
-			o.keys = slices.Insert(o.keys, i, key)
-		}
-	}
-	o.m[key] = e
+	o.set(key, e)
 }
 
 // commit sends the buffered writes with what the transaction read to
@@ -239,7 +282,7 @@ func (t *tx) commit() (bool, error) {
 	args = append(args, 0) // the count of sets, filled in below
 	for bucket, o := range t.ov {
 		for _, k := range o.keys {
-			if e := o.m[k]; e.deleted {
+			if e, _ := o.get(k); e.deleted {
 				dels = append(dels, t.s.valueKey(bucket, k))
 			} else {
 				args = append(args, t.s.valueKey(bucket, k), e.value)
@@ -262,7 +305,7 @@ func (t *tx) commit() (bool, error) {
 		n := len(args)
 		args = append(args, 0)
 		for _, k := range o.keys {
-			if o.m[k].deleted {
+			if e, _ := o.get(k); e.deleted {
 				del = append(del, k)
 			} else {
 				args = append(args, 0, k)
