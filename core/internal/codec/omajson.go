@@ -176,11 +176,11 @@ func relativeNames(base lwm2m.Path, recs []lwm2m.Record) (string, []string) {
 	return bn, names
 }
 
-// marshalJSON encodes without HTML escaping: Corelnk values contain '<'
+// MarshalJSON encodes without HTML escaping: Corelnk values contain '<'
 // and '>', and small clients' JSON parsers do not know \u escapes.
 func MarshalJSON(v any) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.Grow(1024) // one allocation for most values (a registration is about 600 bytes), not a doubling series
+	buf.Grow(1024) // one allocation for most documents, not a doubling series
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {

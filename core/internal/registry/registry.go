@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lwm2md/lwm2md/core/internal/codec"
 	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
@@ -234,9 +233,10 @@ func getReg(tx store.Tx, id string) (*Registration, error) {
 	return reg, nil
 }
 
-// marshalReg encodes a registration for the store. Its object links are
-// full of '<' and '>', which json.Marshal would write as six bytes each.
-func marshalReg(reg *Registration) ([]byte, error) { return codec.MarshalJSON(reg) }
+// marshalReg encodes a registration for the store (see appendRecord).
+func marshalReg(reg *Registration) ([]byte, error) {
+	return appendRecord(make([]byte, 0, 512+len(reg.Links)), reg)
+}
 
 func putReg(tx store.Tx, reg *Registration, data []byte) error {
 	if err := tx.Put(bucketReg, reg.ID, data); err != nil {
