@@ -84,7 +84,7 @@ func putMO(tx store.Tx, tenant string, r *moRecord) error {
 		return nil
 	}
 	var b binding
-	switch err := getJSON(tx, bucketEndpoint, r.Device.Endpoint, &b); {
+	switch err := getBinding(tx, r.Device.Endpoint, &b); {
 	case isNotFound(err):
 		return nil
 	case err != nil:

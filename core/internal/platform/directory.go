@@ -17,7 +17,7 @@ import (
 // awake time.
 func (p *Platform) LookupEndpoint(tx store.Tx, endpoint string) (registry.DeviceRef, error) {
 	var b binding
-	if err := getJSON(tx, bucketEndpoint, endpoint, &b); err != nil {
+	if err := getBinding(tx, endpoint, &b); err != nil {
 		return registry.DeviceRef{}, fmt.Errorf("endpoint %q: %w", endpoint, err)
 	}
 	ref := registry.DeviceRef{Tenant: b.Tenant, DeviceID: b.DeviceID, SecurityMode: registry.SecurityNoSec}

@@ -310,7 +310,7 @@ func (p *Platform) deleteMO(ctx context.Context, tenant, id string, rm Remover, 
 			}
 		}
 		var b binding
-		switch err := getJSON(tx, bucketEndpoint, r.Device.Endpoint, &b); {
+		switch err := getBinding(tx, r.Device.Endpoint, &b); {
 		case errors.Is(err, store.ErrNotFound):
 			return nil
 		case err != nil:

@@ -132,7 +132,7 @@ func (p *Platform) PSKByIdentity(ctx context.Context, identity string, bootstrap
 			return err
 		}
 		var eb binding
-		if err := getJSON(tx, bucketEndpoint, b.Endpoint, &eb); err != nil {
+		if err := getBinding(tx, b.Endpoint, &eb); err != nil {
 			return err
 		}
 		if eb.Tenant != b.Tenant || eb.DeviceID != b.DeviceID {
@@ -207,7 +207,7 @@ func (p *Platform) BootstrapConfig(ctx context.Context, endpoint string) (*Boots
 	var c *BootstrapConfig
 	err := p.st.View(ctx, func(tx store.Tx) error {
 		var b binding
-		if err := getJSON(tx, bucketEndpoint, endpoint, &b); err != nil {
+		if err := getBinding(tx, endpoint, &b); err != nil {
 			return err
 		}
 		r, err := getMO(tx, b.Tenant, b.DeviceID)

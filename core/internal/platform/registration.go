@@ -259,7 +259,7 @@ func checkDevice(tx store.Tx, tenant string, r *deviceRow) (shadow bool, err err
 		}
 	}
 	var b binding
-	switch err := getJSON(tx, bucketEndpoint, r.ID, &b); {
+	switch err := getBinding(tx, r.ID, &b); {
 	case err == nil && b.Tenant == tenant:
 		return false, &ExistsError{Field: FieldEndpoint, Reason: fmt.Sprintf("endpoint %q is already registered", r.ID), ID: b.DeviceID}
 	case err == nil:
