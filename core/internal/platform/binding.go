@@ -2,8 +2,6 @@ package platform
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"strconv"
 	"unicode/utf8"
 
@@ -24,10 +22,7 @@ func getBinding(tx store.Tx, endpoint string, b *binding) error {
 		return nil
 	}
 	*b = binding{}
-	if err := json.Unmarshal(data, b); err != nil {
-		return fmt.Errorf("corrupt record %s %q: %w", bucketEndpoint, endpoint, err)
-	}
-	return nil
+	return unmarshal(bucketEndpoint, endpoint, data, b)
 }
 
 // parseBinding reads a binding in the one form json.Marshal gives it:

@@ -58,19 +58,18 @@ func (o *overlay) get(key string) (entry, bool) {
 }
 
 func (o *overlay) set(key string, e entry) {
+	i, found := slices.BinarySearch(o.keys, key)
+	if !found {
+		o.keys = slices.Insert(o.keys, i, key) // an append when keys arrive in order
+	}
 	if o.m != nil {
-		if _, ok := o.m[key]; !ok {
-			o.insertKey(key)
-		}
 		o.m[key] = e
 		return
 	}
-	i, ok := slices.BinarySearch(o.keys, key)
-	if ok {
+	if found {
 		o.vals[i] = e
 		return
 	}
-	o.keys = slices.Insert(o.keys, i, key) // an append when keys arrive in order
 	o.vals = slices.Insert(o.vals, i, e)
 	if len(o.keys) > smallOverlay {
 		o.m = make(map[string]entry, 2*len(o.keys))
@@ -79,16 +78,6 @@ func (o *overlay) set(key string, e entry) {
 		}
 		o.vals = nil
 	}
-}
-
-func (o *overlay) insertKey(key string) {
-	// Keys mostly arrive in ascending order; append is then enough.
-	if n := len(o.keys); n == 0 || o.keys[n-1] < key {
-		o.keys = append(o.keys, key)
-		return
-	}
-	i, _ := slices.BinarySearch(o.keys, key)
-	o.keys = slices.Insert(o.keys, i, key)
 }
 
 type entry struct {
