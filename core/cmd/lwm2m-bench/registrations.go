@@ -34,6 +34,7 @@ func registrations(ctx context.Context, args []string) error {
 	ownEcho := fs.Bool("own-echo", true, "also measure the echo server on lwm2md's transport (what the registry and store add to it)")
 	onBolt := fs.Bool("bolt", true, "measure lwm2md on the embedded store (false: only on Redis, against the ceiling)")
 	rounds := fs.Int("rounds", 1, "closed-loop rounds of bare, bolt and Redis in turn; ratios are taken within a round and their median printed")
+	redisCommands := fs.Bool("redis-commands", false, "print the commands Redis ran per registration in each closed-loop Redis round (resets Redis's command statistics)")
 	fs.Parse(args)
 	if !*closed {
 		*rounds = 1
@@ -82,6 +83,10 @@ func registrations(ctx context.Context, args []string) error {
 			}()
 		}
 		r := row{name: name, round: round}
+		stats := *redisCommands && *closed && !isEcho(name) && c.redis != "" && strings.Contains(name, "Redis")
+		if stats {
+			resetCommandStats(ctx, c.redis)
+		}
 		if *closed {
 			var srv, sim, redis time.Duration
 			results, err := runWorkers(ctx, &c, "coap://"+coapAddr, extra, func(workers []int, _ int64) {
@@ -97,6 +102,9 @@ func registrations(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "%s: %d registered in %s\n", name, agg.registered, since(start))
 			per := func(d time.Duration) time.Duration { return d / time.Duration(max(agg.registered, 1)) }
 			r.res, r.server, r.sim, r.redis = agg, per(srv), per(sim), per(redis)
+			if stats {
+				printCommandStats(ctx, c.redis, agg.registered)
+			}
 		}
 		if extraOpen != nil && round == 0 {
 			srv0, redis0 := cpuTime(ch.cmd.Process.Pid), redisCPU(ctx, c.redis)
@@ -377,4 +385,55 @@ func flushRedis(ctx context.Context, url string) error {
 	c := goredis.NewClient(opt)
 	defer c.Close()
 	return c.FlushDB(ctx).Err()
+}
+
+func resetCommandStats(ctx context.Context, url string) {
+	if c, err := redisClient(url); err == nil {
+		defer c.Close()
+		c.ConfigResetStat(ctx)
+	}
+}
+
+// printCommandStats prints, from INFO commandstats, how many times Redis
+// ran each command per registration since resetCommandStats, and the
+// microseconds each took (a script's own commands count both on their own
+// and inside the script's time).
+func printCommandStats(ctx context.Context, url string, registered int64) {
+	c, err := redisClient(url)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil || registered == 0 {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "Redis commands per registration (%d registered):\n", registered)
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, found := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !found {
+			continue
+		}
+		var calls, usec float64
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "calls":
+				calls, _ = strconv.ParseFloat(v, 64)
+			case "usec":
+				usec, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		n := float64(registered)
+		fmt.Fprintf(os.Stderr, "  %-20s %8.2f calls %8.2f µs\n", name, calls/n, usec/n)
+	}
+}
+
+func redisClient(url string) (*goredis.Client, error) {
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	return goredis.NewClient(opt), nil
 }

@@ -1,18 +1,21 @@
 -- Commits one store transaction (see tx.commit, which builds the
 -- arguments): it checks that every key the transaction read still holds
--- what it saw, and only then applies the writes. Returns 1 when the writes
--- are applied, 0 when a read is stale and nothing was written.
+-- what it saw and every index range it scanned still holds the keys it
+-- saw, and only then applies the writes. Returns 1 when the writes are
+-- applied, 0 when a read is stale and nothing was written.
 --
 -- Everything is in ARGV, read front to back (KEYS is empty: the store does
 -- not support Redis Cluster, and slices of ARGV go to Redis with unpack,
 -- which in Redis's Lua costs far less than building argument tables):
 --   c, then c keys the transaction read, then c times what it saw there
 --      ("" for a missing key, "=" .. value otherwise)        MGET
+--   r, then r times: an index key, ZRANGEBYLEX min and max,
+--      n, and the n members the range held                      ZRANGEBYLEX
 --   s, then s key/value pairs                                   MSET
 --   d, then d keys                                              DEL
---   z, then z times: an index key, its version key,
+--   z, then z times: an index key,
 --      n, n score/member pairs to add,                          ZADD
---      m, m members to remove                                   ZREM, INCR version
+--      m, m members to remove                                   ZREM
 local a = 1
 local function count()
   a = a + 1
@@ -49,13 +52,25 @@ for i = a, a + c - 1, 1000 do
 end
 a = a + 2 * c
 
+for _ = 1, count() do
+  local index, min, max = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  a = a + 3
+  local n = count()
+  -- one more than was seen: a range that grew needs no longer reply
+  local have = redis.call('ZRANGEBYLEX', index, min, max, 'LIMIT', 0, n + 1)
+  if #have ~= n then return 0 end
+  for i = 1, n do
+    if have[i] ~= ARGV[a + i - 1] then return 0 end
+  end
+  a = a + n
+end
+
 take('MSET', nil, 2 * count())
 take('DEL', nil, count())
 for _ = 1, count() do
-  local index, version = ARGV[a], ARGV[a + 1]
-  a = a + 2
+  local index = ARGV[a]
+  a = a + 1
   take('ZADD', index, 2 * count())
   take('ZREM', index, count())
-  redis.call('INCR', version)
 end
 return 1

@@ -11,11 +11,11 @@
 //	lwm2md:idx:<bucket>      sorted set: every key of bucket as a member
 //	                         with score 0, so ZRANGEBYLEX lists keys in
 //	                         byte order (Scan pages through it)
-//	lwm2md:idx:<bucket>:ver  integer: the number of commits that wrote to
-//	                         the bucket (a Scan's commit checks it)
 //
-// Buckets whose name starts with "~" (store.UnorderedPrefix) have neither
-// index nor version: they are never scanned.
+// Buckets whose name starts with "~" (store.UnorderedPrefix) have no index:
+// they are never scanned. (Servers before December 2026 also kept a commit
+// counter per index, lwm2md:idx:<bucket>:ver; it is no longer read or
+// written and may be deleted.)
 //
 // Keys and values are raw bytes. In the <bucket> part "%" is written
 // "%25", ":" is written "%3A" and a bucket named exactly "idx" is written
@@ -32,10 +32,12 @@
 // remembered, its writes are buffered in the transaction (reads see them),
 // and the commit is one call of a Lua script (commit.lua) that first checks
 // that every key fn read still holds what fn saw, missing keys included,
-// and only then SETs and DELs the values, ZADDs and ZREMs the index members
-// and increments the version of each ordered bucket written. A Scan inside
-// an Update reads the bucket's version before its first page, so any commit
-// to that bucket meanwhile fails the check. A failed check writes nothing;
+// and every index range fn scanned still holds the keys fn saw, and only
+// then SETs and DELs the values and ZADDs and ZREMs the index members. A
+// Scan checks only the range it covered (to the key where fn stopped it)
+// and the values it gave fn, so commits elsewhere in the bucket do not
+// disturb it: Registers adding to the expiry index do not make the sweep
+// of expired registrations run again. A failed check writes nothing;
 // the function is run again after a short random pause, up to a retry
 // limit, and then Update fails with store.ErrConflict. Comparing values
 // rather than WATCHing keys lets the reads and commits of concurrent
@@ -309,10 +311,4 @@ func (s *Store) valueKey(bucket, key string) string {
 
 func (s *Store) indexKey(bucket string) string {
 	return s.prefix + "idx:" + escapeBucket(bucket)
-}
-
-// versionKey counts the commits that wrote to an ordered bucket. No value
-// or index key ends in ":ver" after "idx:" (bucket names are escaped).
-func (s *Store) versionKey(bucket string) string {
-	return s.indexKey(bucket) + ":ver"
 }

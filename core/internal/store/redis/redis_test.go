@@ -270,6 +270,47 @@ func TestConflictIntegration(t *testing.T) {
 				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", "n", []byte(fmt.Sprint(attempt))) })
 			},
 			store.ErrConflict, 3},
+		// A scan's commit checks the range it covered, not the bucket.
+		{"scan_ignores_keys_outside_its_prefix",
+			func(tx store.Tx, _ int) error { return tx.Scan("c", "n", "", func(string, []byte) error { return nil }) },
+			func(attempt int) error {
+				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", fmt.Sprint("z", attempt), nil) })
+			},
+			nil, 1},
+		{"scan_stopped_early_ignores_later_keys",
+			func(tx store.Tx, _ int) error {
+				return tx.Scan("c", "", "", func(string, []byte) error { return store.ErrStop })
+			},
+			func(attempt int) error {
+				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", fmt.Sprint("p", attempt), nil) })
+			},
+			nil, 1},
+		{"scan_stopped_early_sees_insert_before_stop",
+			func(tx store.Tx, _ int) error {
+				return tx.Scan("c", "", "", func(string, []byte) error { return store.ErrStop })
+			},
+			func(attempt int) error {
+				// before every key, also those of earlier attempts
+				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", fmt.Sprint("a", 9-attempt), nil) })
+			},
+			store.ErrConflict, 3},
+		{"scan_of_empty_range_sees_insert",
+			func(tx store.Tx, _ int) error { return tx.Scan("c", "q", "", func(string, []byte) error { return nil }) },
+			func(attempt int) error {
+				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", fmt.Sprint("q", attempt), nil) })
+			},
+			store.ErrConflict, 3},
+		{"scan_failing_fn_still_checks_what_it_saw",
+			// fn swallows its own failure and commits: the key it was
+			// shown is checked all the same
+			func(tx store.Tx, _ int) error {
+				tx.Scan("c", "", "", func(string, []byte) error { return errors.New("swallowed") })
+				return nil
+			},
+			func(attempt int) error {
+				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", "n", []byte(fmt.Sprint(attempt))) })
+			},
+			store.ErrConflict, 3},
 		{"blind_write_does_not_conflict",
 			func(store.Tx, int) error { return nil },
 			func(int) error { return raw.Set(ctx, "lwm2md:c:n", "outside", 0).Err() },

@@ -15,6 +15,12 @@ import (
 // ZRANGEBYLEX and MGET, and the transaction's buffered writes. Each step
 // takes the smallest key after the last one visited, so writes made by fn
 // during the scan are seen (or skipped, if deleted) like any other.
+//
+// Inside an Update, what the scan saw in Redis is what the commit checks:
+// the keys of the range it covered (from its start to the last key fn was
+// given, or to the end of the prefix when it ran out) and the value of
+// every key it gave fn. So a commit to keys outside that range, or to keys
+// fn was not given, does not make the Update run again.
 func (t *tx) Scan(bucket, prefix, start string, fn func(key string, value []byte) error) error {
 	if bucket == "" {
 		return errors.New("empty bucket name")
@@ -23,11 +29,34 @@ func (t *tx) Scan(bucket, prefix, start string, fn func(key string, value []byte
 		return fmt.Errorf("scan %q: %w", bucket, store.ErrUnordered)
 	}
 	from := max(prefix, start)
-	p := &pager{t: t, bucket: bucket, min: "[" + from, max: upperBound(prefix)}
+	p := &pager{t: t, bucket: bucket, min: "[" + from, max: upperBound(prefix), keep: t.update}
 	if from == "" {
 		p.min = "-"
 	}
-	cursor, incl := from, true
+	cursor, incl, visited, exhausted := from, true, false, false
+	if t.update {
+		// Whatever ends the scan (fn may stop it, fail, or swallow a
+		// failure and commit anyway), the commit checks what fn was shown.
+		r := scanned{index: t.s.indexKey(bucket), min: p.min}
+		defer func() {
+			if t.err != nil {
+				return // a failed read: this transaction never commits
+			}
+			r.max, r.keys = p.max, p.seen
+			if !exhausted {
+				if !visited {
+					return // fn saw nothing: nothing to check
+				}
+				r.max = "[" + cursor
+				n, _ := slices.BinarySearch(p.seen, cursor)
+				if n < len(p.seen) && p.seen[n] == cursor {
+					n++
+				}
+				r.keys = p.seen[:n]
+			}
+			t.scans = append(t.scans, r)
+		}()
+	}
 	for {
 		bk, bv, bok, err := p.next(cursor, incl)
 		if err != nil {
@@ -39,18 +68,22 @@ func (t *tx) Scan(bucket, prefix, start string, fn func(key string, value []byte
 		switch {
 		case bok && (!ook || bk < ok):
 			k, v = bk, bv
+			if t.update {
+				t.remember(t.s.valueKey(bucket, k), v)
+			}
 		case ook:
 			k, v = ok, ov
 		default:
+			exhausted = true
 			return nil
 		}
+		cursor, incl, visited = k, false, true
 		if err := fn(k, v); err != nil {
 			if errors.Is(err, store.ErrStop) {
 				return nil
 			}
 			return err
 		}
-		cursor, incl = k, false
 	}
 }
 
@@ -101,6 +134,10 @@ type pager struct {
 	vals     [][]byte // nil where the value vanished between the two reads
 	i        int
 	done     bool
+	// keep makes the pager collect every key it read from the index in
+	// seen, for the commit's check of the range (Scan).
+	keep bool
+	seen []string
 }
 
 // next returns the first key in Redis after cursor (at it, if incl) that
@@ -132,40 +169,22 @@ func (p *pager) buffered(k string) bool {
 }
 
 // fetch reads the next page: the keys from the index, then their values.
-// Inside an Update the first page is read with the bucket's version, which
-// the commit checks: every commit that writes to the bucket increments it,
-// so no value needs checking one by one.
 func (p *pager) fetch() error {
 	t, ctx := p.t, p.t.ctx
-	ix := t.s.indexKey(p.bucket)
-	vk := t.s.versionKey(p.bucket)
-	_, seen := t.got[vk]
-	needVersion := t.update && !seen // the first page of the first scan of the bucket
-	var ver *goredis.StringCmd
 	var zr *goredis.StringSliceCmd
 	err := t.read("scan", func(pipe goredis.Pipeliner) {
-		if needVersion {
-			ver = pipe.Get(ctx, vk)
-		}
-		zr = pipe.ZRangeByLex(ctx, ix, &goredis.ZRangeBy{Min: p.min, Max: p.max, Count: t.s.pageSize})
+		zr = pipe.ZRangeByLex(ctx, t.s.indexKey(p.bucket), &goredis.ZRangeBy{Min: p.min, Max: p.max, Count: t.s.pageSize})
 	})
 	if err != nil {
 		return err
-	}
-	if ver != nil {
-		b, err := ver.Bytes()
-		switch {
-		case errors.Is(err, goredis.Nil):
-			b = nil
-		case err != nil:
-			return t.fail("scan", err)
-		}
-		t.remember(vk, b)
 	}
 	if err := zr.Err(); err != nil {
 		return t.fail("scan", err)
 	}
 	p.keys, p.vals, p.i = zr.Val(), nil, 0
+	if p.keep {
+		p.seen = append(p.seen, p.keys...)
+	}
 	if int64(len(p.keys)) < t.s.pageSize {
 		p.done = true
 	}

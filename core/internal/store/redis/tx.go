@@ -23,10 +23,11 @@ type tx struct {
 	ov     map[string]*overlay // by bucket
 	// pre are value keys to fetch with the next read (Prefetch); got
 	// holds what each read key held (nil: missing). In an Update it is
-	// also what the commit checks, together with the version of each
-	// bucket the transaction scanned.
-	pre []string
-	got map[string][]byte
+	// also what the commit checks, together with scans: the index ranges
+	// the transaction's scans covered.
+	pre   []string
+	got   map[string][]byte
+	scans []scanned
 	// err is the first Redis failure seen by a read. fn may have swallowed
 	// it and decided on a wrong picture, so an Update never commits after
 	// one.
@@ -78,6 +79,13 @@ func (o *overlay) set(key string, e entry) {
 		}
 		o.vals = nil
 	}
+}
+
+// scanned is an index range a Scan covered inside an Update, with the keys
+// it held then, in order. min and max are ZRANGEBYLEX bounds.
+type scanned struct {
+	index, min, max string
+	keys            []string
 }
 
 type entry struct {
@@ -246,10 +254,9 @@ func (t *tx) set(bucket, key string, e entry) {
 }
 
 // commit sends the buffered writes with what the transaction read to
-// commit.lua, which applies them in one step if no read is stale. It
-// reports whether they were applied. Each ordered bucket written gets its
-// index members added or removed and its version incremented, which makes
-// the commit of any transaction that scanned the bucket meanwhile fail.
+// commit.lua, which applies them in one step if no read is stale: no key
+// read holds anything else and no range scanned holds other keys. It
+// reports whether they were applied.
 func (t *tx) commit() (bool, error) {
 	if t.err != nil {
 		return false, t.err
@@ -266,6 +273,13 @@ func (t *tx) commit() (bool, error) {
 		}
 	}
 	args = append(args, seen...)
+	args = append(args, len(t.scans))
+	for _, r := range t.scans {
+		args = append(args, r.index, r.min, r.max, len(r.keys))
+		for _, k := range r.keys {
+			args = append(args, k)
+		}
+	}
 	var dels []any
 	at := len(args)
 	args = append(args, 0) // the count of sets, filled in below
@@ -289,7 +303,7 @@ func (t *tx) commit() (bool, error) {
 			continue
 		}
 		nz++
-		args = append(args, t.s.indexKey(bucket), t.s.versionKey(bucket))
+		args = append(args, t.s.indexKey(bucket))
 		var del []any
 		n := len(args)
 		args = append(args, 0)
