@@ -272,7 +272,9 @@ func TestConflictIntegration(t *testing.T) {
 			store.ErrConflict, 3},
 		// A scan's commit checks the range it covered, not the bucket.
 		{"scan_ignores_keys_outside_its_prefix",
-			func(tx store.Tx, _ int) error { return tx.Scan("c", "n", "", func(string, []byte) error { return nil }) },
+			func(tx store.Tx, _ int) error {
+				return tx.Scan("c", "n", "", func(string, []byte) error { return nil })
+			},
 			func(attempt int) error {
 				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", fmt.Sprint("z", attempt), nil) })
 			},
@@ -295,7 +297,9 @@ func TestConflictIntegration(t *testing.T) {
 			},
 			store.ErrConflict, 3},
 		{"scan_of_empty_range_sees_insert",
-			func(tx store.Tx, _ int) error { return tx.Scan("c", "q", "", func(string, []byte) error { return nil }) },
+			func(tx store.Tx, _ int) error {
+				return tx.Scan("c", "q", "", func(string, []byte) error { return nil })
+			},
 			func(attempt int) error {
 				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", fmt.Sprint("q", attempt), nil) })
 			},
