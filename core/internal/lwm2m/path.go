@@ -59,18 +59,19 @@ func ParsePath(s string) (Path, error) {
 	if s == "" {
 		return p, nil
 	}
-	parts := strings.Split(s, "/")
-	if len(parts) > 4 {
-		return Path{}, fmt.Errorf("%w %q: more than four levels", ErrInvalidPath, s)
-	}
-	for i, part := range parts {
+	// walked with Cut, not Split: every link of every Register is parsed
+	for rest, more := s, true; more; p.n++ {
+		var part string
+		part, rest, more = strings.Cut(rest, "/")
+		if p.n == 4 {
+			return Path{}, fmt.Errorf("%w %q: more than four levels", ErrInvalidPath, s)
+		}
 		id, err := strconv.ParseUint(part, 10, 16)
 		if err != nil || id > MaxID || (len(part) > 1 && part[0] == '0') || part == "" {
 			return Path{}, fmt.Errorf("%w %q: %q is not an id in 0..%d", ErrInvalidPath, s, part, MaxID)
 		}
-		p.ids[i] = uint16(id)
+		p.ids[p.n] = uint16(id)
 	}
-	p.n = uint8(len(parts))
 	return p, nil
 }
 

@@ -7,8 +7,9 @@
 -- Everything is in ARGV, read front to back (KEYS is empty: the store does
 -- not support Redis Cluster, and slices of ARGV go to Redis with unpack,
 -- which in Redis's Lua costs far less than building argument tables):
---   c, then c keys the transaction read, then c times what it saw there
---      ("" for a missing key, "=" .. value otherwise)        MGET
+--   c, then c keys the transaction read a value from,
+--      then the c values it saw there                           MGET
+--   m, then m keys the transaction found missing                EXISTS
 --   r, then r times: an index key, ZRANGEBYLEX min and max,
 --      n, and the n members the range held                      ZRANGEBYLEX
 --   s, then s key/value pairs                                   MSET
@@ -42,15 +43,19 @@ local c = count()
 for i = a, a + c - 1, 1000 do
   local have = redis.call('MGET', unpack(ARGV, i, math.min(i + 999, a + c - 1)))
   for x = 1, #have do
-    local seen, h = ARGV[i + x - 1 + c], have[x]
-    if h then
-      if seen ~= '=' .. h then return 0 end
-    elseif seen ~= '' then
-      return 0
-    end
+    -- a missing key's false is never equal to a string
+    if have[x] ~= ARGV[i + x - 1 + c] then return 0 end
   end
 end
 a = a + 2 * c
+
+local m = count()
+for i = a, a + m - 1, 1000 do
+  if redis.call('EXISTS', unpack(ARGV, i, math.min(i + 999, a + m - 1))) ~= 0 then
+    return 0
+  end
+end
+a = a + m
 
 for _ = 1, count() do
   local index, min, max = ARGV[a], ARGV[a + 1], ARGV[a + 2]

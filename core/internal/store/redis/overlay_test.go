@@ -14,7 +14,7 @@ func TestOverlayMatchesMap(t *testing.T) {
 	for _, n := range []int{1, smallOverlay, smallOverlay + 1, 200} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(1, uint64(n)))
-			var o overlay
+			o := newOverlay("b")
 			want := map[string]entry{}
 			for i := range 4 * n {
 				k := fmt.Sprintf("k%03d", r.IntN(n))

@@ -104,7 +104,7 @@ func upperBound(prefix string) string {
 // nextBuffered returns the first key the transaction wrote (and did not
 // delete) after cursor (at it, if incl) that has prefix.
 func (t *tx) nextBuffered(bucket, prefix, cursor string, incl bool) (string, []byte, bool) {
-	o := t.ov[bucket]
+	o := t.overlay(bucket)
 	if o == nil {
 		return "", nil, false
 	}
@@ -161,7 +161,7 @@ func (p *pager) next(cursor string, incl bool) (string, []byte, bool, error) {
 }
 
 func (p *pager) buffered(k string) bool {
-	if o := p.t.ov[p.bucket]; o != nil {
+	if o := p.t.overlay(p.bucket); o != nil {
 		_, ok := o.get(k)
 		return ok
 	}

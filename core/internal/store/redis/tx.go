@@ -20,7 +20,12 @@ type tx struct {
 	ctx    context.Context
 	s      *Store
 	update bool
-	ov     map[string]*overlay // by bucket
+	// ov holds the buffered writes, one overlay per bucket written, in
+	// ovBuf while they fit: a transaction writes to a few buckets (a
+	// Register to five), and a map of them cost a Register three
+	// allocations.
+	ov    []*overlay
+	ovBuf [6]*overlay
 	// pre are value keys to fetch with the next read (Prefetch); got
 	// holds what each read key held (nil: missing). In an Update it is
 	// also what the commit checks, together with scans: the index ranges
@@ -40,9 +45,19 @@ type tx struct {
 // more than smallOverlay of them gets a map. (A map per bucket was a fifth
 // of what a Register allocated.)
 type overlay struct {
-	keys []string
-	vals []entry // vals[i] is the write of keys[i], until m is made
-	m    map[string]entry
+	bucket string
+	keys   []string
+	vals   []entry // vals[i] is the write of keys[i], until m is made
+	m      map[string]entry
+	// most buckets get one write: keys and vals start in these
+	keys0 [1]string
+	vals0 [1]entry
+}
+
+func newOverlay(bucket string) *overlay {
+	o := &overlay{bucket: bucket}
+	o.keys, o.vals = o.keys0[:0], o.vals0[:0]
+	return o
 }
 
 const smallOverlay = 16
@@ -103,7 +118,7 @@ var commitScript = goredis.NewScript(commitSource)
 func newTx(ctx context.Context, s *Store, update bool) *tx {
 	t := &tx{ctx: ctx, s: s, update: update}
 	if update {
-		t.ov = make(map[string]*overlay)
+		t.ov = t.ovBuf[:0]
 	}
 	return t
 }
@@ -118,9 +133,18 @@ func check(bucket, key string) error {
 	return nil
 }
 
-func notFound(bucket, key string) error {
-	return fmt.Errorf("get %q in bucket %q: %w", key, bucket, store.ErrNotFound)
+// notFound is the error of a Get of a missing key. Registers look up keys
+// that are usually missing: this costs one allocation where fmt.Errorf's
+// wrapping cost five.
+func notFound(bucket, key string) error { return &notFoundError{bucket, key} }
+
+type notFoundError struct{ bucket, key string }
+
+func (e *notFoundError) Error() string {
+	return fmt.Sprintf("get %q in bucket %q: %v", e.key, e.bucket, store.ErrNotFound)
 }
+
+func (e *notFoundError) Unwrap() error { return store.ErrNotFound }
 
 // fail records and returns a Redis failure.
 func (t *tx) fail(op string, err error) error {
@@ -157,7 +181,7 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 	if err := check(bucket, key); err != nil {
 		return nil, err
 	}
-	if o := t.ov[bucket]; o != nil {
+	if o := t.overlay(bucket); o != nil {
 		if e, ok := o.get(key); ok {
 			if e.deleted {
 				return nil, notFound(bucket, key)
@@ -207,7 +231,7 @@ func (t *tx) Prefetch(bucket, key string) {
 	if check(bucket, key) != nil {
 		return
 	}
-	if o := t.ov[bucket]; o != nil {
+	if o := t.overlay(bucket); o != nil {
 		if _, ok := o.get(key); ok {
 			return
 		}
@@ -245,12 +269,22 @@ func (t *tx) Delete(bucket, key string) error {
 }
 
 func (t *tx) set(bucket, key string, e entry) {
-	o := t.ov[bucket]
+	o := t.overlay(bucket)
 	if o == nil {
-		o = new(overlay)
-		t.ov[bucket] = o
+		o = newOverlay(bucket)
+		t.ov = append(t.ov, o)
 	}
 	o.set(key, e)
+}
+
+// overlay returns the writes buffered for bucket, or nil.
+func (t *tx) overlay(bucket string) *overlay {
+	for _, o := range t.ov {
+		if o.bucket == bucket {
+			return o
+		}
+	}
+	return nil
 }
 
 // commit sends the buffered writes with what the transaction read to
@@ -261,18 +295,27 @@ func (t *tx) commit() (bool, error) {
 	if t.err != nil {
 		return false, t.err
 	}
-	args := make([]any, 0, 4+3*len(t.got)+4*len(t.ov))
-	args = append(args, len(t.got))
-	seen := make([]any, 0, len(t.got))
+	// Values go as they were read: the script compares them with what
+	// the keys hold now, and missing keys are checked apart.
+	present := make([]string, 0, len(t.got))
+	var missing []any
 	for k, v := range t.got {
-		args = append(args, k)
 		if v == nil {
-			seen = append(seen, "")
+			missing = append(missing, k)
 		} else {
-			seen = append(seen, "="+string(v))
+			present = append(present, k)
 		}
 	}
-	args = append(args, seen...)
+	args := make([]any, 0, 6+2*len(t.got)+4*len(t.ov))
+	args = append(args, len(present))
+	for _, k := range present {
+		args = append(args, k)
+	}
+	for _, k := range present {
+		args = append(args, t.got[k])
+	}
+	args = append(args, len(missing))
+	args = append(args, missing...)
 	args = append(args, len(t.scans))
 	for _, r := range t.scans {
 		args = append(args, r.index, r.min, r.max, len(r.keys))
@@ -283,12 +326,12 @@ func (t *tx) commit() (bool, error) {
 	var dels []any
 	at := len(args)
 	args = append(args, 0) // the count of sets, filled in below
-	for bucket, o := range t.ov {
+	for _, o := range t.ov {
 		for _, k := range o.keys {
 			if e, _ := o.get(k); e.deleted {
-				dels = append(dels, t.s.valueKey(bucket, k))
+				dels = append(dels, t.s.valueKey(o.bucket, k))
 			} else {
-				args = append(args, t.s.valueKey(bucket, k), e.value)
+				args = append(args, t.s.valueKey(o.bucket, k), e.value)
 			}
 		}
 	}
@@ -298,12 +341,12 @@ func (t *tx) commit() (bool, error) {
 	at = len(args)
 	args = append(args, 0) // the count of ordered buckets
 	nz := 0
-	for bucket, o := range t.ov {
-		if store.Unordered(bucket) {
+	for _, o := range t.ov {
+		if store.Unordered(o.bucket) {
 			continue
 		}
 		nz++
-		args = append(args, t.s.indexKey(bucket))
+		args = append(args, t.s.indexKey(o.bucket))
 		var del []any
 		n := len(args)
 		args = append(args, 0)
