@@ -17,18 +17,23 @@ import (
 
 // Store layout. Every write of a registration touches these in one
 // store.Update, so a reader never sees half of it, also with several server
-// nodes sharing a Redis. Buckets only looked up by key are unordered.
+// nodes sharing a Redis. Buckets only looked up by key are unordered; the
+// two scanned indexes are keys-only (on Redis a sorted set and nothing
+// else: a Register writes three values, not five).
 const (
 	bucketReg    = store.UnorderedPrefix + "reg"      // id → Registration JSON
 	bucketEp     = store.UnorderedPrefix + "reg_ep"   // endpoint → id
-	bucketExp    = "reg_exp"                          // expiryKey (zero-padded Unix ms + "/" + id) → id
-	bucketTenant = "reg_tn_id"                        // tenant + "/" + id → empty, for List: ids begin with the time, so a Register appends to its tenant's range
+	bucketExp    = store.KeysOnlyPrefix + "reg_exp"   // expiryKey: zero-padded Unix ms + "/" + id
+	bucketTenant = store.KeysOnlyPrefix + "reg_tn_id" // tenant + "/" + id, for List: ids begin with the time, so a Register appends to its tenant's range
 	bucketAddr   = store.UnorderedPrefix + "reg_addr" // peer "ip:port" → id of the latest registration from there
 )
 
 // Renamed lists the buckets of earlier versions that MoveBuckets carries
 // over to this layout at start-up.
-var Renamed = []store.Rename{{From: "reg", To: bucketReg}, {From: "reg_ep", To: bucketEp}, {From: "reg_addr", To: bucketAddr}}
+var Renamed = []store.Rename{
+	{From: "reg", To: bucketReg}, {From: "reg_ep", To: bucketEp}, {From: "reg_addr", To: bucketAddr},
+	{From: "reg_exp", To: bucketExp}, {From: "reg_tn_id", To: bucketTenant},
+}
 
 // DeviceRef names the platform device an endpoint belongs to, and says
 // how it must connect.
@@ -245,7 +250,7 @@ func putReg(tx store.Tx, reg *Registration, data []byte) error {
 	if err := tx.Put(bucketEp, reg.Endpoint, []byte(reg.ID)); err != nil {
 		return err
 	}
-	if err := tx.Put(bucketExp, reg.expiryKey(), []byte(reg.ID)); err != nil {
+	if err := tx.Put(bucketExp, reg.expiryKey(), nil); err != nil {
 		return err
 	}
 	if reg.Address != "" {
@@ -396,7 +401,7 @@ func (r *Registry) update(ctx context.Context, id, addr string, now time.Time, a
 			if err := tx.Delete(bucketExp, oldKey); err != nil {
 				return err
 			}
-			if err := tx.Put(bucketExp, newKey, []byte(id)); err != nil {
+			if err := tx.Put(bucketExp, newKey, nil); err != nil {
 				return err
 			}
 		}

@@ -16,8 +16,9 @@ const moveBatch = 256
 // MoveBuckets carries out renames on st: each key of From is written to
 // To and deleted from From, a batch per transaction, so a crash midway
 // loses nothing and the next start finishes the move. A key that To
-// already holds keeps To's value (it was written by this version). It
-// returns how many keys it moved or dropped.
+// already holds keeps To's value (it was written by this version). Keys
+// moved to a keys-only bucket leave their values behind. It returns how
+// many keys it moved or dropped.
 func MoveBuckets(ctx context.Context, st Store, renames ...Rename) (int, error) {
 	total := 0
 	for _, r := range renames {
@@ -41,6 +42,9 @@ func MoveBuckets(ctx context.Context, st Store, renames ...Rename) (int, error) 
 					return err
 				}
 				for i, k := range keys {
+					if KeysOnly(r.To) {
+						vals[i] = nil // the key carries what the index needs
+					}
 					if r.To != "" {
 						switch _, err := tx.Get(r.To, k); {
 						case errors.Is(err, ErrNotFound):

@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -30,6 +31,8 @@ var (
 	ErrStop = errors.New("stop scan")
 	// ErrUnordered: Scan of an unordered bucket.
 	ErrUnordered = errors.New("unordered bucket cannot be scanned")
+	// ErrValueInKeysOnly: Put of a non-empty value in a keys-only bucket.
+	ErrValueInKeysOnly = errors.New("keys-only bucket holds no values")
 )
 
 // UnorderedPrefix begins the names of unordered buckets. Their keys are
@@ -40,6 +43,25 @@ const UnorderedPrefix = "~"
 
 // Unordered reports whether bucket is an unordered bucket.
 func Unordered(bucket string) bool { return strings.HasPrefix(bucket, UnorderedPrefix) }
+
+// KeysOnlyPrefix begins the names of keys-only buckets: ordered buckets
+// whose keys are all there is (indexes such as tenant + "/" + id) and
+// whose values are always empty. Put of a non-empty value fails. A backend
+// that keeps an index beside the values for Scan (Redis) keeps nothing
+// else for them: no value beside each key to write, delete and store.
+const KeysOnlyPrefix = "+"
+
+// KeysOnly reports whether bucket is a keys-only bucket.
+func KeysOnly(bucket string) bool { return strings.HasPrefix(bucket, KeysOnlyPrefix) }
+
+// CheckKeysOnly is the error of a Put of value to key in bucket if bucket
+// is keys-only and value is not empty; otherwise nil.
+func CheckKeysOnly(bucket, key string, value []byte) error {
+	if len(value) > 0 && KeysOnly(bucket) {
+		return fmt.Errorf("put %q in bucket %q: %w", key, bucket, ErrValueInKeysOnly)
+	}
+	return nil
+}
 
 // Prefetcher is implemented by the transactions of backends where each
 // read costs a round trip (Redis).

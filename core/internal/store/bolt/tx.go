@@ -73,6 +73,9 @@ func (t *tx) Put(bucket, key string, value []byte) error {
 	if !t.btx.Writable() {
 		return fmt.Errorf("put %q in bucket %q: %w", key, bucket, errReadOnly)
 	}
+	if err := store.CheckKeysOnly(bucket, key, value); err != nil {
+		return err
+	}
 	if t.mem.has(bucket) {
 		// The key may share memory with a whole request (a query
 		// parameter, say), which the bucket would then keep alive.

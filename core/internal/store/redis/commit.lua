@@ -10,6 +10,8 @@
 --   c, then c keys the transaction read a value from,
 --      then the c values it saw there                           MGET
 --   m, then m keys the transaction found missing                EXISTS
+--   k, then k times: an index key, a member, and "1" if the
+--      transaction found the member there, "" if not             ZSCORE
 --   r, then r times: an index key, ZRANGEBYLEX min and max,
 --      n, and the n members the range held                      ZRANGEBYLEX
 --   s, then s key/value pairs                                   MSET
@@ -56,6 +58,12 @@ for i = a, a + m - 1, 1000 do
   end
 end
 a = a + m
+
+for _ = 1, count() do
+  local found = redis.call('ZSCORE', ARGV[a], ARGV[a + 1]) ~= false
+  if found ~= (ARGV[a + 2] == '1') then return 0 end
+  a = a + 3
+end
 
 for _ = 1, count() do
   local index, min, max = ARGV[a], ARGV[a + 1], ARGV[a + 2]

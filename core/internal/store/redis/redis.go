@@ -13,7 +13,8 @@
 //	                         byte order (Scan pages through it)
 //
 // Buckets whose name starts with "~" (store.UnorderedPrefix) have no index:
-// they are never scanned. (Servers before December 2026 also kept a commit
+// they are never scanned. Buckets whose name starts with "+"
+// (store.KeysOnlyPrefix) have only the index: their values are empty. (Servers before December 2026 also kept a commit
 // counter per index, lwm2md:idx:<bucket>:ver; it is no longer read or
 // written and may be deleted.)
 //
@@ -36,8 +37,8 @@
 // then SETs and DELs the values and ZADDs and ZREMs the index members. A
 // Scan checks only the range it covered (to the key where fn stopped it)
 // and the values it gave fn, so commits elsewhere in the bucket do not
-// disturb it: Registers adding to the expiry index do not make the sweep
-// of expired registrations run again. A failed check writes nothing;
+// disturb it: raising an alarm for one device does not make the deletion
+// of another, which scans its own alarms, run again. A failed check writes nothing;
 // the function is run again after a short random pause, up to a retry
 // limit, and then Update fails with store.ErrConflict. Comparing values
 // rather than WATCHing keys lets the reads and commits of concurrent

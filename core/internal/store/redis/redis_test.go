@@ -123,6 +123,18 @@ func TestKeyLayoutIntegration(t *testing.T) {
 			t.Fatalf("index of an unordered bucket: EXISTS = %d, %v; want 0", n, err)
 		}
 	})
+	t.Run("keys_only_bucket_has_only_its_index", func(t *testing.T) {
+		err := s.Update(ctx, func(tx store.Tx) error { return tx.Put(store.KeysOnlyPrefix+"ix", "t/1", nil) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if score, err := raw.ZScore(ctx, "lwm2md:idx:+ix", "t/1").Result(); err != nil || score != 0 {
+			t.Fatalf("ZSCORE = %v, %v; want 0", score, err)
+		}
+		if n, err := raw.Exists(ctx, "lwm2md:+ix:t/1").Result(); err != nil || n != 0 {
+			t.Fatalf("value key of a keys-only bucket: EXISTS = %d, %v; want 0", n, err)
+		}
+	})
 	t.Run("prefixes_are_isolated", func(t *testing.T) {
 		if err := s.Update(ctx, func(tx store.Tx) error { return tx.Put("iso", "k", []byte("v")) }); err != nil {
 			t.Fatal(err)
@@ -315,6 +327,31 @@ func TestConflictIntegration(t *testing.T) {
 				return node2.Update(ctx, func(tx store.Tx) error { return tx.Put("c", "n", []byte(fmt.Sprint(attempt))) })
 			},
 			store.ErrConflict, 3},
+		{"get_of_keys_only_member_checks_removal",
+			func(tx store.Tx, _ int) error {
+				if _, err := tx.Get(store.KeysOnlyPrefix+"c", "m"); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				return nil
+			},
+			func(int) error {
+				return node2.Update(ctx, func(tx store.Tx) error { return tx.Delete(store.KeysOnlyPrefix+"c", "m") })
+			},
+			nil, 2}, // the first read saw it, the second saw it gone as it stays
+		{"get_of_missing_keys_only_member_checks_creation",
+			func(tx store.Tx, attempt int) error {
+				_, err := tx.Get(store.KeysOnlyPrefix+"c", fmt.Sprint("absent", attempt))
+				if !errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("get missing member: %v", err)
+				}
+				return nil
+			},
+			func(attempt int) error {
+				return node2.Update(ctx, func(tx store.Tx) error {
+					return tx.Put(store.KeysOnlyPrefix+"c", fmt.Sprint("absent", attempt), nil)
+				})
+			},
+			store.ErrConflict, 3},
 		{"blind_write_does_not_conflict",
 			func(store.Tx, int) error { return nil },
 			func(int) error { return raw.Set(ctx, "lwm2md:c:n", "outside", 0).Err() },
@@ -325,7 +362,12 @@ func TestConflictIntegration(t *testing.T) {
 			if err := raw.FlushDB(ctx).Err(); err != nil {
 				t.Fatal(err)
 			}
-			err := s.Update(ctx, func(tx store.Tx) error { return tx.Put("c", "n", []byte("0")) })
+			err := s.Update(ctx, func(tx store.Tx) error {
+				if err := tx.Put(store.KeysOnlyPrefix+"c", "m", nil); err != nil {
+					return err
+				}
+				return tx.Put("c", "n", []byte("0"))
+			})
 			if err != nil {
 				t.Fatal(err)
 			}

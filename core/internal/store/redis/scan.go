@@ -68,7 +68,7 @@ func (t *tx) Scan(bucket, prefix, start string, fn func(key string, value []byte
 		switch {
 		case bok && (!ook || bk < ok):
 			k, v = bk, bv
-			if t.update {
+			if t.update && !store.KeysOnly(bucket) { // a key-only's member is checked with the range
 				t.remember(t.s.valueKey(bucket, k), v)
 			}
 		case ook:
@@ -192,6 +192,13 @@ func (p *pager) fetch() error {
 		return nil
 	}
 	p.min = "(" + p.keys[len(p.keys)-1]
+	p.vals = make([][]byte, len(p.keys))
+	if store.KeysOnly(p.bucket) {
+		for i := range p.vals {
+			p.vals[i] = []byte{}
+		}
+		return nil
+	}
 	vks := make([]string, len(p.keys))
 	for i, k := range p.keys {
 		vks[i] = t.s.valueKey(p.bucket, k)
@@ -203,7 +210,6 @@ func (p *pager) fetch() error {
 	if err := mg.Err(); err != nil {
 		return t.fail("scan", err)
 	}
-	p.vals = make([][]byte, len(p.keys))
 	for i, v := range mg.Val() {
 		if s, ok := v.(string); ok {
 			p.vals[i] = append(make([]byte, 0, len(s)), s...) // non-nil even when empty

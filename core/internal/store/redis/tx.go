@@ -33,6 +33,10 @@ type tx struct {
 	pre   []string
 	got   map[string][]byte
 	scans []scanned
+	// preMembers and gotMember are pre and got for keys-only buckets,
+	// whose keys are index members: whether each was in the index.
+	preMembers []member
+	gotMember  map[member]bool
 	// err is the first Redis failure seen by a read. fn may have swallowed
 	// it and decided on a wrong picture, so an Update never commits after
 	// one.
@@ -95,6 +99,9 @@ func (o *overlay) set(key string, e entry) {
 		o.vals = nil
 	}
 }
+
+// member is a key of a keys-only bucket: a member of the bucket's index.
+type member struct{ index, key string }
 
 // scanned is an index range a Scan covered inside an Update, with the keys
 // it held then, in order. min and max are ZRANGEBYLEX bounds.
@@ -189,33 +196,31 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 			return e.value, nil
 		}
 	}
+	if store.KeysOnly(bucket) {
+		m := member{t.s.indexKey(bucket), key}
+		in, ok := t.gotMember[m]
+		if !ok {
+			if !slices.Contains(t.preMembers, m) { // prefetched: fetch it once
+				t.preMembers = append(t.preMembers, m)
+			}
+			if err := t.readPending(); err != nil {
+				return nil, err
+			}
+			in = t.gotMember[m]
+		}
+		if !in {
+			return nil, notFound(bucket, key)
+		}
+		return []byte{}, nil
+	}
 	vk := t.s.valueKey(bucket, key)
 	v, ok := t.got[vk]
 	if !ok {
-		keys := t.pre
-		if !slices.Contains(keys, vk) { // prefetched: fetch it once
-			keys = append(keys, vk)
+		if !slices.Contains(t.pre, vk) { // prefetched: fetch it once
+			t.pre = append(t.pre, vk)
 		}
-		t.pre = nil
-		cmds := make([]*goredis.StringCmd, len(keys))
-		if err := t.read("get", func(p goredis.Pipeliner) {
-			for i, k := range keys {
-				cmds[i] = p.Get(t.ctx, k)
-			}
-		}); err != nil {
+		if err := t.readPending(); err != nil {
 			return nil, err
-		}
-		for i, k := range keys {
-			b, err := cmds[i].Bytes()
-			switch {
-			case errors.Is(err, goredis.Nil):
-				b = nil
-			case err != nil:
-				return nil, t.fail("get", err)
-			case b == nil:
-				b = []byte{}
-			}
-			t.remember(k, b)
 		}
 		v = t.got[vk]
 	}
@@ -223,6 +228,50 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 		return nil, notFound(bucket, key)
 	}
 	return v, nil
+}
+
+// readPending reads the values and members queued in pre and preMembers
+// in one round trip and remembers what it found.
+func (t *tx) readPending() error {
+	keys, members := t.pre, t.preMembers
+	t.pre, t.preMembers = nil, nil
+	vals := make([]*goredis.StringCmd, len(keys))
+	scores := make([]*goredis.FloatCmd, len(members))
+	if err := t.read("get", func(p goredis.Pipeliner) {
+		for i, k := range keys {
+			vals[i] = p.Get(t.ctx, k)
+		}
+		for i, m := range members {
+			scores[i] = p.ZScore(t.ctx, m.index, m.key)
+		}
+	}); err != nil {
+		return err
+	}
+	for i, k := range keys {
+		b, err := vals[i].Bytes()
+		switch {
+		case errors.Is(err, goredis.Nil):
+			b = nil
+		case err != nil:
+			return t.fail("get", err)
+		case b == nil:
+			b = []byte{}
+		}
+		t.remember(k, b)
+	}
+	for i, m := range members {
+		err := scores[i].Err()
+		if err != nil && !errors.Is(err, goredis.Nil) {
+			return t.fail("get", err)
+		}
+		if t.gotMember == nil {
+			t.gotMember = make(map[member]bool)
+		}
+		if _, ok := t.gotMember[m]; !ok {
+			t.gotMember[m] = err == nil
+		}
+	}
+	return nil
 }
 
 // Prefetch queues bucket/key to be read (and, in an Update, checked) with
@@ -235,6 +284,13 @@ func (t *tx) Prefetch(bucket, key string) {
 		if _, ok := o.get(key); ok {
 			return
 		}
+	}
+	if store.KeysOnly(bucket) {
+		m := member{t.s.indexKey(bucket), key}
+		if _, ok := t.gotMember[m]; !ok && !slices.Contains(t.preMembers, m) {
+			t.preMembers = append(t.preMembers, m)
+		}
+		return
 	}
 	vk := t.s.valueKey(bucket, key)
 	if _, ok := t.got[vk]; ok || slices.Contains(t.pre, vk) {
@@ -249,6 +305,9 @@ func (t *tx) Put(bucket, key string, value []byte) error {
 	}
 	if !t.update {
 		return fmt.Errorf("put %q in bucket %q: %w", key, bucket, errReadOnly)
+	}
+	if err := store.CheckKeysOnly(bucket, key, value); err != nil {
+		return err
 	}
 	v := make([]byte, len(value))
 	copy(v, value)
@@ -316,6 +375,14 @@ func (t *tx) commit() (bool, error) {
 	}
 	args = append(args, len(missing))
 	args = append(args, missing...)
+	args = append(args, len(t.gotMember))
+	for m, in := range t.gotMember {
+		flag := ""
+		if in {
+			flag = "1"
+		}
+		args = append(args, m.index, m.key, flag)
+	}
 	args = append(args, len(t.scans))
 	for _, r := range t.scans {
 		args = append(args, r.index, r.min, r.max, len(r.keys))
@@ -327,6 +394,9 @@ func (t *tx) commit() (bool, error) {
 	at := len(args)
 	args = append(args, 0) // the count of sets, filled in below
 	for _, o := range t.ov {
+		if store.KeysOnly(o.bucket) {
+			continue // its keys are index members only
+		}
 		for _, k := range o.keys {
 			if e, _ := o.get(k); e.deleted {
 				dels = append(dels, t.s.valueKey(o.bucket, k))

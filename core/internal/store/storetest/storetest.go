@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"panic", testPanic},
 		{"closed", testClosed},
 		{"unordered", testUnordered},
+		{"keys_only", testKeysOnly},
 		{"prefetch", testPrefetch},
 		{"move_buckets", testMoveBuckets},
 	}
@@ -436,6 +437,74 @@ func testUnordered(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	sameKVs(t, "ordered bucket", scan(t, s, "ordered", "", ""), []kv{{"o1", "x"}})
+}
+
+// testKeysOnly: a keys-only bucket refuses values and otherwise behaves
+// like any ordered bucket whose values are empty: gets, prefetches,
+// scans, deletes, reading its own writes, and MoveBuckets into it.
+func testKeysOnly(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t)
+	const b = store.KeysOnlyPrefix + "index"
+	put(t, s, b, kv{"t1/a", ""}, kv{"t1/b", ""}, kv{"t2/a", ""})
+	put(t, s, "other", kv{"k", "v"})
+
+	err := s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Put(b, "t1/c", nil); err != nil {
+			return err
+		}
+		return tx.Put(b, "t1/d", []byte("x"))
+	})
+	if !errors.Is(err, store.ErrValueInKeysOnly) {
+		t.Fatalf("put of a value: %v, want store.ErrValueInKeysOnly", err)
+	}
+	mustMiss(t, s, b, "t1/c") // the failed transaction wrote nothing
+	mustGet(t, s, b, "t1/a", "")
+	mustMiss(t, s, b, "t1/z")
+	sameKVs(t, "scan", scan(t, s, b, "t1/", ""), []kv{{"t1/a", ""}, {"t1/b", ""}})
+	sameKVs(t, "scan from", scan(t, s, b, "", "t1/b"), []kv{{"t1/b", ""}, {"t2/a", ""}})
+
+	err = s.Update(ctx, func(tx store.Tx) error {
+		store.Prefetch(tx, b, "t1/a")
+		store.Prefetch(tx, b, "t1/z")
+		store.Prefetch(tx, "other", "k")
+		if v, err := tx.Get(b, "t1/a"); err != nil || v == nil || len(v) != 0 {
+			return fmt.Errorf("get of a prefetched key = %q, %v; want an empty value", v, err)
+		}
+		if _, err := tx.Get(b, "t1/z"); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("get of a prefetched missing key: %v", err)
+		}
+		if v, err := tx.Get("other", "k"); err != nil || string(v) != "v" {
+			return fmt.Errorf("get of a value prefetched with them = %q, %v", v, err)
+		}
+		if err := tx.Delete(b, "t1/a"); err != nil {
+			return err
+		}
+		if err := tx.Put(b, "t1/c", []byte{}); err != nil {
+			return err
+		}
+		if _, err := tx.Get(b, "t1/a"); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("get of a key deleted in the transaction: %v", err)
+		}
+		got, err := scanTx(tx, b, "t1/", "")
+		if err != nil {
+			return err
+		}
+		if want := []kv{{"t1/b", ""}, {"t1/c", ""}}; !slices.Equal(got, want) {
+			return fmt.Errorf("scan in the transaction = %v, want %v", got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameKVs(t, "scan after", scan(t, s, b, "", ""), []kv{{"t1/b", ""}, {"t1/c", ""}, {"t2/a", ""}})
+
+	put(t, s, "old_index", kv{"t3/a", "value of an earlier layout"})
+	if moved, err := store.MoveBuckets(ctx, s, store.Rename{From: "old_index", To: b}); err != nil || moved != 1 {
+		t.Fatalf("moved %d, %v; want 1", moved, err)
+	}
+	mustGet(t, s, b, "t3/a", "")
 }
 
 // testPrefetch: a prefetched key reads like any other, whether it exists,
