@@ -58,21 +58,27 @@ type record struct {
 	TenantID string `json:"tenant"`
 }
 
-// Buckets: "op" holds tenant/id -> record; "op_dev" indexes tenant/device/
-// zero-padded id -> "" so a device's queue scans in creation order;
-// "op_new" (tenant/rev) and "op_dev_new" (tenant/device/rev) index every
-// operation newest first (rev is MaxUint64 - id, zero-padded), so a page
-// of a list stops scanning once it is full; "seq" holds the id counter
-// and the index version.
+// Buckets: "op" holds tenant/id -> record; "+op_dev" indexes tenant/device/
+// zero-padded id so a device's queue scans in creation order; "+op_new"
+// (tenant/rev) and "+op_dev_new" (tenant/device/rev) index every operation
+// newest first (rev is MaxUint64 - id, zero-padded), so a page of a list
+// stops scanning once it is full; "seq" holds the id counter and the index
+// version. The indexes are keys-only (store.KeysOnlyPrefix).
 const (
 	bucketOp     = "op"
-	bucketOpDev  = "op_dev"
-	bucketNew    = "op_new"
-	bucketDevNew = "op_dev_new"
+	bucketOpDev  = store.KeysOnlyPrefix + "op_dev"
+	bucketNew    = store.KeysOnlyPrefix + "op_new"
+	bucketDevNew = store.KeysOnlyPrefix + "op_dev_new"
 	bucketSeq    = "seq"
 	seqKey       = "operation"
 	indexKey     = "operation_index" // "1" once every operation is in op_new and op_dev_new
 )
+
+// Renamed lists the buckets of earlier versions that MoveBuckets carries
+// over to this layout at start-up.
+var Renamed = []store.Rename{
+	{From: "op_dev", To: bucketOpDev}, {From: "op_new", To: bucketNew}, {From: "op_dev_new", To: bucketDevNew},
+}
 
 // ErrNotFound is returned for an unknown operation id.
 var ErrNotFound = fmt.Errorf("operation %w", store.ErrNotFound)

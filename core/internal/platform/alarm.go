@@ -124,7 +124,7 @@ func putAlarm(tx store.Tx, tenant string, a *alarmRecord, now time.Time) (*alarm
 	if err := putJSON(tx, bucketAlarm, recKey(tenant, id), a); err != nil {
 		return nil, err
 	}
-	if err := tx.Put(bucketAlarmSrc, srcKey(tenant, a.Source, id), []byte{}); err != nil {
+	if err := tx.Put(bucketAlarmSrc, srcKey(tenant, a.Source, id), nil); err != nil {
 		return nil, err
 	}
 	if a.Status != AlarmCleared {

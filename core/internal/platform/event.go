@@ -62,7 +62,7 @@ func putEvent(tx store.Tx, tenant string, e *eventRecord) error {
 	if err := putJSON(tx, bucketEvent, recKey(tenant, id), e); err != nil {
 		return err
 	}
-	return tx.Put(bucketEventSrc, srcKey(tenant, e.Source, id), []byte{})
+	return tx.Put(bucketEventSrc, srcKey(tenant, e.Source, id), nil)
 }
 
 // CreateEvent records an event in tenant from a Cumulocity event body:

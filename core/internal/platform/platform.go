@@ -75,6 +75,7 @@ var Renamed = []store.Rename{
 	{From: "platform_xid", To: bucketXID}, {From: "platform_endpoint", To: bucketEndpoint},
 	{From: "platform_latest", To: bucketLatest}, {From: "platform_psk", To: bucketPSK},
 	{From: "platform_conn"},
+	{From: "platform_alarm_src", To: bucketAlarmSrc}, {From: "platform_event_src", To: bucketEventSrc},
 }
 
 // Store layout. Tenant data is keyed "<tenant>/<...>"; tenant ids and user
@@ -94,10 +95,10 @@ const (
 	bucketLatest   = store.UnorderedPrefix + "platform_latest"   // tenant/padded id -> map path -> LatestValue
 	bucketPSK      = store.UnorderedPrefix + "platform_psk"      // "s/"|"b/" + psk identity (global) -> pskBinding
 	bucketAlarm    = "platform_alarm"                            // tenant/reversed id -> alarmRecord
-	bucketAlarmSrc = "platform_alarm_src"                        // tenant/padded source/reversed id -> ""
+	bucketAlarmSrc = store.KeysOnlyPrefix + "platform_alarm_src" // tenant/padded source/reversed id
 	bucketAlarmAct = "platform_alarm_act"                        // tenant/padded source/type -> id of the open alarm
 	bucketEvent    = "platform_event"                            // tenant/reversed id -> eventRecord
-	bucketEventSrc = "platform_event_src"                        // tenant/padded source/reversed id -> ""
+	bucketEventSrc = store.KeysOnlyPrefix + "platform_event_src" // tenant/padded source/reversed id
 	seqMO          = "mo"
 	seqAlarm       = "alarm"
 	seqEvent       = "event"

@@ -2,15 +2,16 @@ package server
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.etcd.io/bbolt"
 
+	"github.com/lwm2md/lwm2md/core/internal/operation"
 	"github.com/lwm2md/lwm2md/core/internal/platform"
 	"github.com/lwm2md/lwm2md/core/internal/registry"
-	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
 func TestRestartKeepsState(t *testing.T) { runRestart(t, boltSpec(t)) }
@@ -97,6 +98,8 @@ func TestStoreOfEarlierVersion(t *testing.T) {
 	ts := startServer(t, spec, addr)
 	id := ts.registerDevice(t, "early-1")
 	startDevice(t, "early-1", addr, false)
+	offline := ts.registerDevice(t, "early-off")
+	queued := ts.submit(t, offline, "read /3/0/0") // pending: the device is offline
 	ts.stop()
 
 	db, err := bbolt.Open(strings.TrimPrefix(spec, "bolt:"), 0o600, nil)
@@ -104,7 +107,7 @@ func TestStoreOfEarlierVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, r := range append(append([]store.Rename(nil), platform.Renamed...), registry.Renamed...) {
+		for _, r := range slices.Concat(platform.Renamed, registry.Renamed, operation.Renamed) {
 			cur := tx.Bucket([]byte(r.To))
 			if r.To == "" || cur == nil {
 				continue
@@ -172,4 +175,17 @@ func TestStoreOfEarlierVersion(t *testing.T) {
 		t.Fatalf("a new device got id %s, the id counter restarted (first device %s)", next, id)
 	}
 	startDevice(t, "early-1", addr, false) // the binding carried over: it may register again
+
+	// the operation indexes carried over: the queued operation is listed
+	// and runs when its device comes
+	var ops struct {
+		Operations []map[string]any `json:"operations"`
+	}
+	if code := ts2.call(t, "GET", "/devicecontrol/operations?deviceId="+offline, nil, &ops); code != 200 || len(ops.Operations) != 1 || ops.Operations[0]["id"] != queued {
+		t.Fatalf("operations of the offline device after the upgrade: %d %v", code, ops.Operations)
+	}
+	startDevice(t, "early-off", addr, false)
+	if got := ts2.waitOp(t, queued, "SUCCESSFUL", "FAILED"); got["status"] != "SUCCESSFUL" {
+		t.Fatalf("queued operation after the upgrade: %v", got)
+	}
 }

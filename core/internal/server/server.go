@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,7 +146,7 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		return nil, fmt.Errorf("load object definitions: %w", err)
 	}
 	// a store written by an earlier version: its buckets first
-	moved, err := store.MoveBuckets(ctx, st, append(append([]store.Rename(nil), platform.Renamed...), registry.Renamed...)...)
+	moved, err := store.MoveBuckets(ctx, st, slices.Concat(platform.Renamed, registry.Renamed, operation.Renamed)...)
 	if err != nil {
 		return nil, fmt.Errorf("carry over the store of an earlier version: %w", err)
 	}
