@@ -25,9 +25,11 @@ func ParseLinks(data []byte) ([]lwm2m.Link, error) {
 // memory.
 func ParseLinkString(s string) ([]lwm2m.Link, error) {
 	p := linkParser{s: s}
-	// Commas bound the number of links (quoted values may hold more), and
-	// growing the slice link by link copied each one several times.
+	// Commas bound the number of links and semicolons the number of
+	// parameters (quoted values may hold more of either): all links share
+	// one array, all parameters another, instead of growing a slice each.
 	links := make([]lwm2m.Link, 0, strings.Count(p.s, ",")+1)
+	p.attrs = make([]lwm2m.LinkAttr, 0, strings.Count(p.s, ";"))
 	for {
 		p.space()
 		if p.eof() {
@@ -57,8 +59,9 @@ func ParseLinkString(s string) ([]lwm2m.Link, error) {
 }
 
 type linkParser struct {
-	s string
-	i int
+	s     string
+	i     int
+	attrs []lwm2m.LinkAttr // the parameters of all links, in order
 }
 
 func (p *linkParser) eof() bool { return p.i >= len(p.s) }
@@ -91,22 +94,29 @@ func (p *linkParser) link() (lwm2m.Link, error) {
 	}
 	p.i += end + 2
 	l := lwm2m.Link{Target: target}
+	first := len(p.attrs)
 	for {
 		p.space()
 		if p.eof() || p.s[p.i] != ';' {
-			return l, nil
+			break
 		}
 		p.i++
 		p.space()
 		if p.eof() || p.s[p.i] == ',' {
-			return l, nil // a stray ';' ending the link, as some clients write
+			break // a stray ';' ending the link, as some clients write
 		}
 		a, err := p.param()
 		if err != nil {
 			return lwm2m.Link{}, err
 		}
-		l.Attrs = append(l.Attrs, a)
+		p.attrs = append(p.attrs, a)
 	}
+	if n := len(p.attrs); n > first {
+		// capped, so that appending to one link's Attrs cannot overwrite
+		// the next link's
+		l.Attrs = p.attrs[first:n:n]
+	}
+	return l, nil
 }
 
 // param reads name[=value]; value is a token or a quoted string.
@@ -149,6 +159,12 @@ func (p *linkParser) param() (lwm2m.LinkAttr, error) {
 func (p *linkParser) quoted() (string, error) {
 	start := p.i
 	p.i++ // opening quote
+	// most values hold no escapes: they are a part of the document
+	if end := strings.IndexAny(p.s[p.i:], `"\`); end >= 0 && p.s[p.i+end] == '"' {
+		v := p.s[p.i : p.i+end]
+		p.i += end + 1
+		return v, nil
+	}
 	var b strings.Builder
 	for p.i < len(p.s) {
 		c := p.s[p.i]
