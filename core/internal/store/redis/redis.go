@@ -38,9 +38,9 @@
 // Scan checks only the range it covered (to the key where fn stopped it)
 // and the values it gave fn, so commits elsewhere in the bucket do not
 // disturb it: raising an alarm for one device does not make the deletion
-// of another, which scans its own alarms, run again. A failed check writes nothing;
-// the function is run again after a short random pause, up to a retry
-// limit, and then Update fails with store.ErrConflict. Comparing values
+// of another, which scans its own alarms, run again. A failed check writes
+// nothing; the function is run again after a short random pause, up to a
+// retry limit, and then Update fails with store.ErrConflict. Comparing values
 // rather than WATCHing keys lets the reads and commits of concurrent
 // transactions share pipelines (see batcher): under load Redis answers many
 // of them per round trip.
