@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/lwm2md/lwm2md/core/internal/jsonrec"
 )
 
 // appendRecord appends reg's store record to b: exactly what encoding/json
@@ -147,4 +149,102 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// parseRecord reads a registration record in the form appendRecord writes
+// into r, which must be zero, and reports whether it could; getReg reads
+// anything else with encoding/json. Every Update and De-register reads
+// one, and encoding/json took 5.6 µs and 15 allocations for it.
+// FuzzParseRecord checks that what it accepts, encoding/json reads the
+// same.
+func parseRecord(data []byte, r *Registration) bool {
+	p := jsonrec.NewReader(data)
+	str := func(lit string, s *string) bool {
+		if !p.Lit(lit) {
+			return false
+		}
+		v, ok := p.Str()
+		*s = v
+		return ok
+	}
+	var ok bool
+	if !str(`{"registrationId":`, &r.ID) || !str(`,"endpoint":`, &r.Endpoint) || !str(`,"tenant":`, &r.Tenant) ||
+		!str(`,"deviceId":`, &r.DeviceID) || !str(`,"lwm2mVersion":`, &r.Version) || !p.Lit(`,"lifetime":`) {
+		return false
+	}
+	if r.Lifetime, ok = p.Int(); !ok || !str(`,"binding":`, &r.Binding) || !p.Lit(`,"queueMode":`) {
+		return false
+	}
+	if r.QueueMode, ok = p.Bool(); !ok {
+		return false
+	}
+	if p.Lit(`,"sms":`) {
+		if r.SMS, ok = p.Str(); !ok {
+			return false
+		}
+	}
+	if p.Lit(`,"rootPath":`) {
+		if r.RootPath, ok = p.Str(); !ok {
+			return false
+		}
+	}
+	if !str(`,"objectLinks":`, &r.Links) {
+		return false
+	}
+	if p.Lit(`,"contentFormats":[`) {
+		r.Formats = []uint16{}
+		for !p.Lit(`]`) {
+			if len(r.Formats) > 0 && !p.Lit(`,`) {
+				return false
+			}
+			f, ok := p.Uint16()
+			if !ok {
+				return false
+			}
+			r.Formats = append(r.Formats, f)
+		}
+	}
+	if !str(`,"address":`, &r.Address) || !str(`,"transport":`, &r.Transport) {
+		return false
+	}
+	if p.Lit(`,"pskIdentity":`) {
+		if r.PSKIdentity, ok = p.Str(); !ok {
+			return false
+		}
+	}
+	if !p.Lit(`,"registeredAt":`) {
+		return false
+	}
+	if r.RegisteredAt, ok = p.Time(); !ok || !p.Lit(`,"lastUpdate":`) {
+		return false
+	}
+	if r.LastUpdate, ok = p.Time(); !ok {
+		return false
+	}
+	if p.Lit(`,"awakeUntil":`) {
+		if r.AwakeUntil, ok = p.Time(); !ok {
+			return false
+		}
+	}
+	if p.Lit(`,"awakeTime":`) {
+		n, ok := p.Int()
+		if !ok {
+			return false
+		}
+		r.AwakeTime = &n
+	}
+	if p.Lit(`,"deviceAwakeTime":`) {
+		n, ok := p.Int()
+		if !ok {
+			return false
+		}
+		r.DeviceAwake = &n
+	}
+	if !p.Lit(`,"expiry":`) {
+		return false
+	}
+	if r.Expiry, ok = p.Int(); !ok {
+		return false
+	}
+	return p.Lit(`}`) && p.Done()
 }

@@ -2,10 +2,13 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
 // referenceRecord is what encoding/json writes for reg, the format
@@ -104,6 +107,83 @@ func FuzzRecord(f *testing.F) {
 		}
 		if want := referenceRecord(t, reg); !bytes.Equal(got, want) {
 			t.Errorf("appendRecord:\n got %q\nwant %q", got, want)
+		}
+	})
+}
+
+// parseRecord reads what appendRecord writes as encoding/json does, and
+// reads it by itself (not through encoding/json) for the records the
+// server writes every day: also with quotes in the object links.
+func TestParseRecord(t *testing.T) {
+	now := time.Now()
+	cases := []struct {
+		name   string
+		reg    *Registration
+		byHand bool
+	}{
+		{"full", fullRegistration(t), true},
+		{"empty", &Registration{}, true},
+		{"typical", &Registration{ID: "1k8c74aka5e2uvr37", Endpoint: "bench-1", Tenant: "management", DeviceID: "2", Version: "1.1", Lifetime: 300, Binding: "U",
+			Links: `</>;rt="oma.lwm2m";ct="110 112",</3/0>`, Formats: []uint16{110, 112}, Address: "127.0.0.1:40000", Transport: "udp", RegisteredAt: now, LastUpdate: now, Expiry: now.UnixMilli()}, true},
+		{"zero formats", &Registration{Formats: []uint16{}}, true},
+		{"control characters", &Registration{Endpoint: "a\nb"}, false},
+		{"line separator", &Registration{Endpoint: "a\u2028b"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			data, err := appendRecord(nil, c.reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want, got Registration
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatal(err)
+			}
+			if ok := parseRecord(data, &got); ok != c.byHand {
+				t.Fatalf("parseRecord(%s) = %v, want %v", data, ok, c.byHand)
+			}
+			if c.byHand && !reflect.DeepEqual(got, want) {
+				t.Errorf("parseRecord:\n got %+v\nwant %+v", got, want)
+			}
+			var viaGet *Registration
+			st, _ := openBolt(t)
+			err = st.Update(context.Background(), func(tx store.Tx) error {
+				if err := tx.Put(bucketReg, "id", data); err != nil {
+					return err
+				}
+				viaGet, err = getReg(tx, "id")
+				return err
+			})
+			if err != nil || !reflect.DeepEqual(*viaGet, want) {
+				t.Errorf("getReg = %+v, %v; want %+v", viaGet, err, want)
+			}
+		})
+	}
+}
+
+// Whatever parseRecord accepts, encoding/json reads the same.
+func FuzzParseRecord(f *testing.F) {
+	for _, reg := range []*Registration{
+		{ID: "i", Endpoint: "e", Links: `</>;rt="oma.lwm2m"`, Formats: []uint16{110}, RegisteredAt: time.UnixMilli(1700000000000)},
+		{SMS: "s", RootPath: "/r", PSKIdentity: "p", AwakeUntil: time.Unix(1, 0), AwakeTime: new(int64), DeviceAwake: new(int64), Formats: []uint16{}},
+	} {
+		data, err := appendRecord(nil, reg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got Registration
+		if !parseRecord(data, &got) {
+			return
+		}
+		var want Registration
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatalf("parseRecord read %q, which encoding/json refuses: %v", data, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q:\nparseRecord  %+v\nencoding/json %+v", data, got, want)
 		}
 	})
 }

@@ -232,6 +232,10 @@ func getReg(tx store.Tx, id string) (*Registration, error) {
 		return nil, err
 	}
 	reg := new(Registration)
+	if parseRecord(b, reg) {
+		return reg, nil
+	}
+	*reg = Registration{}
 	if err := json.Unmarshal(b, reg); err != nil {
 		return nil, fmt.Errorf("registration %s: %w: %v", id, errCorrupt, err)
 	}
