@@ -7,9 +7,9 @@
 -- Everything is in ARGV, read front to back (KEYS is empty: the store does
 -- not support Redis Cluster, and slices of ARGV go to Redis with unpack,
 -- which in Redis's Lua costs far less than building argument tables):
---   c, then c keys the transaction read a value from,
---      then the c values it saw there                           MGET
---   m, then m keys the transaction found missing                EXISTS
+--   n, then the n keys the transaction read, those it found
+--      holding a value first; p, then the values it saw in
+--      the first p keys (the others it found missing)           MGET
 --   k, then k times: an index key, a member, and "1" if the
 --      transaction found the member there, "" if not             ZSCORE
 --   r, then r times: an index key, ZRANGEBYLEX min and max,
@@ -41,23 +41,23 @@ local function take(cmd, head, n)
   a = last + 1
 end
 
-local c = count()
-for i = a, a + c - 1, 1000 do
-  local have = redis.call('MGET', unpack(ARGV, i, math.min(i + 999, a + c - 1)))
+local n = count()
+local keys = a
+a = a + n
+local p = count()
+for i = keys, keys + n - 1, 1000 do
+  local have = redis.call('MGET', unpack(ARGV, i, math.min(i + 999, keys + n - 1)))
   for x = 1, #have do
-    -- a missing key's false is never equal to a string
-    if have[x] ~= ARGV[i + x - 1 + c] then return 0 end
+    local k = i + x - 1 - keys -- how many keys come before this one
+    if k < p then
+      -- a missing key's false is never equal to a string
+      if have[x] ~= ARGV[a + k] then return 0 end
+    elseif have[x] then
+      return 0
+    end
   end
 end
-a = a + 2 * c
-
-local m = count()
-for i = a, a + m - 1, 1000 do
-  if redis.call('EXISTS', unpack(ARGV, i, math.min(i + 999, a + m - 1))) ~= 0 then
-    return 0
-  end
-end
-a = a + m
+a = a + p
 
 for _ = 1, count() do
   local found = redis.call('ZSCORE', ARGV[a], ARGV[a + 1]) ~= false

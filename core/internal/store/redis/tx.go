@@ -354,8 +354,8 @@ func (t *tx) commit() (bool, error) {
 	if t.err != nil {
 		return false, t.err
 	}
-	// Values go as they were read: the script compares them with what
-	// the keys hold now, and missing keys are checked apart.
+	// The keys read go in one list, those that held a value first, and
+	// the values as they were read: one MGET checks them all.
 	present := make([]string, 0, len(t.got))
 	var missing []any
 	for k, v := range t.got {
@@ -366,15 +366,15 @@ func (t *tx) commit() (bool, error) {
 		}
 	}
 	args := make([]any, 0, 6+2*len(t.got)+4*len(t.ov))
-	args = append(args, len(present))
+	args = append(args, len(t.got))
 	for _, k := range present {
 		args = append(args, k)
 	}
+	args = append(args, missing...)
+	args = append(args, len(present))
 	for _, k := range present {
 		args = append(args, t.got[k])
 	}
-	args = append(args, len(missing))
-	args = append(args, missing...)
 	args = append(args, len(t.gotMember))
 	for m, in := range t.gotMember {
 		flag := ""
