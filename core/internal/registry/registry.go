@@ -265,22 +265,14 @@ func putReg(tx store.Tx, reg *Registration, data []byte) error {
 	return tx.Put(bucketTenant, reg.Tenant+"/"+reg.ID, nil)
 }
 
-// deleteIfOwned removes key from an index bucket if it still names id.
+// deleteIfOwned removes key from an index bucket if it still names id: a
+// newer registration from the same address may have taken it over. (On
+// Redis the commit checks it, so a De-register reads only its record.)
 func deleteIfOwned(tx store.Tx, bucket, key, id string) error {
 	if key == "" {
 		return nil
 	}
-	v, err := tx.Get(bucket, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if string(v) != id {
-		return nil
-	}
-	return tx.Delete(bucket, key)
+	return store.DeleteIf(tx, bucket, key, []byte(id))
 }
 
 // deleteReg removes reg and the index entries that still point to it.
@@ -294,19 +286,10 @@ func deleteReg(tx store.Tx, reg *Registration) error {
 	if err := tx.Delete(bucketTenant, reg.Tenant+"/"+reg.ID); err != nil {
 		return err
 	}
-	owned := [...]struct{ bucket, key string }{
-		{bucketEp, reg.Endpoint},
-		{bucketAddr, reg.Address},
+	if err := deleteIfOwned(tx, bucketEp, reg.Endpoint, reg.ID); err != nil {
+		return err
 	}
-	for _, idx := range owned {
-		store.Prefetch(tx, idx.bucket, idx.key) // on Redis both in one round trip
-	}
-	for _, idx := range owned {
-		if err := deleteIfOwned(tx, idx.bucket, idx.key, reg.ID); err != nil {
-			return err
-		}
-	}
-	return nil
+	return deleteIfOwned(tx, bucketAddr, reg.Address, reg.ID)
 }
 
 // register stores a new registration of a device that the Directory

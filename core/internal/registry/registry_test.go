@@ -30,6 +30,7 @@ func TestRegistryIntegration(t *testing.T) {
 				{"register_refused", testRegisterRefused},
 				{"update", testUpdate},
 				{"deregister", testDeregister},
+				{"address_taken_over", testAddressTakenOver},
 				{"retransmitted_con", testRetransmittedCON},
 				{"reregister_replaces", testReregisterReplaces},
 				{"expiry_exactly_once", testExpiryExactlyOnce},
@@ -284,6 +285,38 @@ func testDeregister(t *testing.T, b backend) {
 	if r := d.do(codes.GET, "/rd/"+id, "", noCF, ""); r.code != codes.MethodNotAllowed {
 		t.Errorf("GET: %v %q", r.code, r.body)
 	}
+}
+
+// testAddressTakenOver: a second device registers from the address of a
+// first (a NAT gave it the port); when the first de-registers from a new
+// address, the address still leads to the second device's registration.
+func testAddressTakenOver(t *testing.T, b backend) {
+	st, _ := b.open(t)
+	h := newHarness(t, st, Options{})
+	h.dir.add("first", "t1", "d1")
+	h.dir.add("second", "t1", "d2")
+	ctx := context.Background()
+	d := h.device(t)
+	id1 := d.mustRegister("ep=first&lt=60", "</3/0>")
+	h.events.next(t)
+	id2 := d.mustRegister("ep=second&lt=60", "</3/0>")
+	h.events.next(t)
+	if r, err := h.reg.ByAddress(ctx, d.localAddr()); err != nil || r.ID != id2 {
+		t.Fatalf("ByAddress after the second Register = %v, %v; want %s", r, err, id2)
+	}
+	moved := h.device(t)
+	if r := moved.do(codes.DELETE, "/rd/"+id1, "", noCF, ""); r.code != codes.Deleted {
+		t.Fatalf("delete: %v %q", r.code, r.body)
+	}
+	h.events.next(t)
+	if r, err := h.reg.ByAddress(ctx, d.localAddr()); err != nil || r.ID != id2 {
+		t.Errorf("ByAddress after the first de-registered = %v, %v; want %s", r, err, id2)
+	}
+	if r, err := h.reg.ByEndpoint(ctx, "second"); err != nil || r.ID != id2 {
+		t.Errorf("ByEndpoint(second) = %v, %v", r, err)
+	}
+	_, err := h.reg.ByEndpoint(ctx, "first")
+	mustNotFound(t, err)
 }
 
 // testRetransmittedCON sends one Register datagram twice from one socket:

@@ -10,6 +10,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -76,6 +77,39 @@ func Prefetch(tx Tx, bucket, key string) {
 	if p, ok := tx.(Prefetcher); ok {
 		p.Prefetch(bucket, key)
 	}
+}
+
+// ConditionalDeleter is implemented by the transactions of backends where
+// each read costs a round trip (Redis): they check the value at commit
+// instead of reading it first.
+type ConditionalDeleter interface {
+	// DeleteIf removes key from bucket if, when the transaction commits,
+	// it holds value.
+	DeleteIf(bucket, key string, value []byte) error
+}
+
+// DeleteIf removes key from bucket if it holds value; a key that holds
+// anything else, or is missing, stays as it is. It is how an index entry
+// is removed only while it still names its record (a newer record may
+// have taken it over). A backend may check the value at commit instead of
+// reading it, so that it costs no round trip and the transaction does not
+// conflict with a change to the key; the transaction's own reads of key
+// see the outcome either way.
+func DeleteIf(tx Tx, bucket, key string, value []byte) error {
+	if d, ok := tx.(ConditionalDeleter); ok {
+		return d.DeleteIf(bucket, key, value)
+	}
+	v, err := tx.Get(bucket, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(v, value) {
+		return nil
+	}
+	return tx.Delete(bucket, key)
 }
 
 // InMemory reports whether s keeps bucket in memory only, so that it is

@@ -16,6 +16,8 @@
 --      n, and the n members the range held                      ZRANGEBYLEX
 --   s, then s key/value pairs                                   MSET
 --   d, then d keys                                              DEL
+--   c, then c keys, then c values: each key
+--      is deleted if it holds its value                         MGET, DEL
 --   z, then z times: an index key,
 --      n, n score/member pairs to add,                          ZADD
 --      m, m members to remove                                   ZREM
@@ -80,6 +82,17 @@ end
 
 take('MSET', nil, 2 * count())
 take('DEL', nil, count())
+local c = count()
+for i = a, a + c - 1, 1000 do
+  local last = math.min(i + 999, a + c - 1)
+  local have = redis.call('MGET', unpack(ARGV, i, last))
+  local gone = {}
+  for x = 1, #have do
+    if have[x] == ARGV[i + x - 1 + c] then gone[#gone + 1] = ARGV[i + x - 1] end
+  end
+  if #gone > 0 then redis.call('DEL', unpack(gone)) end
+end
+a = a + 2 * c
 for _ = 1, count() do
   local index = ARGV[a]
   a = a + 1

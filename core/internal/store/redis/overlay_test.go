@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// The overlay agrees with a plain map through random writes, before and
+// The overlay agrees with a plain map through random writes and removals, before and
 // after it outgrows its slice, and keeps its keys sorted for Scan.
 func TestOverlayMatchesMap(t *testing.T) {
 	for _, n := range []int{1, smallOverlay, smallOverlay + 1, 200} {
@@ -18,9 +18,14 @@ func TestOverlayMatchesMap(t *testing.T) {
 			want := map[string]entry{}
 			for i := range 4 * n {
 				k := fmt.Sprintf("k%03d", r.IntN(n))
-				e := entry{value: []byte(fmt.Sprint(i)), deleted: r.IntN(4) == 0}
-				o.set(k, e)
-				want[k] = e
+				if r.IntN(8) == 0 { // a DeleteIf that came to nothing
+					o.remove(k)
+					delete(want, k)
+				} else {
+					e := entry{value: []byte(fmt.Sprint(i)), deleted: r.IntN(4) == 0}
+					o.set(k, e)
+					want[k] = e
+				}
 				for wk, we := range want {
 					if got, ok := o.get(wk); !ok || got.deleted != we.deleted || string(got.value) != string(we.value) {
 						t.Fatalf("after %d writes: get(%q) = %v %v, want %v", i+1, wk, got, ok, we)

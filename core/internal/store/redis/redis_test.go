@@ -177,6 +177,29 @@ func TestConflictIntegration(t *testing.T) {
 			t.Fatalf("update ran %d times, err %v, copy %q; want a second run after the prefetched key changed", runs, err, got)
 		}
 	})
+	t.Run("delete_if_is_checked_at_commit", func(t *testing.T) {
+		// Another node changes the key between DeleteIf and the commit:
+		// the commit decides by what the key then holds, without running
+		// the transaction again (DeleteIf read nothing).
+		b := store.UnorderedPrefix + "di"
+		for _, c := range []struct{ now, want string }{{"id2", "id2"}, {"id1", ""}} {
+			if err := raw.Set(ctx, "lwm2md:"+b+":k", "id0", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			runs := 0
+			err := s.Update(ctx, func(tx store.Tx) error {
+				runs++
+				if err := store.DeleteIf(tx, b, "k", []byte("id1")); err != nil {
+					return err
+				}
+				return raw.Set(ctx, "lwm2md:"+b+":k", c.now, 0).Err()
+			})
+			got, _ := raw.Get(ctx, "lwm2md:"+b+":k").Result()
+			if err != nil || runs != 1 || got != c.want {
+				t.Errorf("key set to %s before the commit: Update = %v after %d runs, key holds %q; want 1 run, %q", c.now, err, runs, got, c.want)
+			}
+		}
+	})
 	t.Run("many_reads_are_all_checked", func(t *testing.T) {
 		// More reads than the script sends to one MGET; the changed key
 		// is in the third chunk.

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
@@ -77,6 +78,20 @@ func (o *overlay) get(key string) (entry, bool) {
 	return entry{}, false
 }
 
+// remove forgets the write of key (a DeleteIf that came to nothing).
+func (o *overlay) remove(key string) {
+	i, found := slices.BinarySearch(o.keys, key)
+	if !found {
+		return
+	}
+	o.keys = slices.Delete(o.keys, i, i+1)
+	if o.m != nil {
+		delete(o.m, key)
+		return
+	}
+	o.vals = slices.Delete(o.vals, i, i+1)
+}
+
 func (o *overlay) set(key string, e entry) {
 	i, found := slices.BinarySearch(o.keys, key)
 	if !found {
@@ -110,9 +125,12 @@ type scanned struct {
 	keys            []string
 }
 
+// entry is a buffered write: a Put of value, a Delete, or (cond) a
+// DeleteIf of whatever holds value, which only unordered buckets buffer.
 type entry struct {
 	value   []byte
 	deleted bool
+	cond    bool
 }
 
 var errReadOnly = errors.New("read-only transaction")
@@ -190,7 +208,10 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 	}
 	if o := t.overlay(bucket); o != nil {
 		if e, ok := o.get(key); ok {
-			if e.deleted {
+			switch {
+			case e.cond:
+				return t.resolve(o, key, e.value)
+			case e.deleted:
 				return nil, notFound(bucket, key)
 			}
 			return e.value, nil
@@ -213,6 +234,19 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 		}
 		return []byte{}, nil
 	}
+	v, err := t.getValue(bucket, key)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, notFound(bucket, key)
+	}
+	return v, nil
+}
+
+// getValue returns what key of a bucket with values holds in Redis (nil:
+// missing), reading it unless the transaction has.
+func (t *tx) getValue(bucket, key string) ([]byte, error) {
 	vk := t.s.valueKey(bucket, key)
 	v, ok := t.got[vk]
 	if !ok {
@@ -224,8 +258,24 @@ func (t *tx) Get(bucket, key string) ([]byte, error) {
 		}
 		v = t.got[vk]
 	}
+	return v, nil
+}
+
+// resolve turns the DeleteIf of key buffered in o into a Delete or
+// nothing, by reading key, and returns what the transaction now sees.
+func (t *tx) resolve(o *overlay, key string, value []byte) ([]byte, error) {
+	v, err := t.getValue(o.bucket, key)
+	if err != nil {
+		return nil, err
+	}
+	if v != nil && bytes.Equal(v, value) {
+		o.set(key, entry{deleted: true})
+		v = nil
+	} else {
+		o.remove(key)
+	}
 	if v == nil {
-		return nil, notFound(bucket, key)
+		return nil, notFound(o.bucket, key)
 	}
 	return v, nil
 }
@@ -327,6 +377,42 @@ func (t *tx) Delete(bucket, key string) error {
 	return nil
 }
 
+// DeleteIf removes key from bucket if it holds value. In an unordered
+// bucket, a key the transaction has neither read nor written is left to
+// the commit script to check and delete: no round trip, and no conflict
+// if the key changes meanwhile (a De-register's index entries). Elsewhere
+// the key is read and compared now.
+func (t *tx) DeleteIf(bucket, key string, value []byte) error {
+	if err := check(bucket, key); err != nil {
+		return err
+	}
+	if !t.update {
+		return fmt.Errorf("delete %q in bucket %q: %w", key, bucket, errReadOnly)
+	}
+	if store.Unordered(bucket) {
+		_, read := t.got[t.s.valueKey(bucket, key)]
+		written := false
+		if o := t.overlay(bucket); o != nil {
+			_, written = o.get(key)
+		}
+		if !read && !written {
+			t.set(bucket, key, entry{value: bytes.Clone(value), cond: true})
+			return nil
+		}
+	}
+	v, err := t.Get(bucket, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(v, value) {
+		return nil
+	}
+	return t.Delete(bucket, key)
+}
+
 func (t *tx) set(bucket, key string, e entry) {
 	o := t.overlay(bucket)
 	if o == nil {
@@ -390,7 +476,7 @@ func (t *tx) commit() (bool, error) {
 			args = append(args, k)
 		}
 	}
-	var dels []any
+	var dels, conds, condVals []any
 	at := len(args)
 	args = append(args, 0) // the count of sets, filled in below
 	for _, o := range t.ov {
@@ -398,9 +484,13 @@ func (t *tx) commit() (bool, error) {
 			continue // its keys are index members only
 		}
 		for _, k := range o.keys {
-			if e, _ := o.get(k); e.deleted {
+			switch e, _ := o.get(k); {
+			case e.cond:
+				conds = append(conds, t.s.valueKey(o.bucket, k))
+				condVals = append(condVals, e.value)
+			case e.deleted:
 				dels = append(dels, t.s.valueKey(o.bucket, k))
-			} else {
+			default:
 				args = append(args, t.s.valueKey(o.bucket, k), e.value)
 			}
 		}
@@ -408,6 +498,9 @@ func (t *tx) commit() (bool, error) {
 	args[at] = (len(args) - at - 1) / 2
 	args = append(args, len(dels))
 	args = append(args, dels...)
+	args = append(args, len(conds))
+	args = append(args, conds...)
+	args = append(args, condVals...)
 	at = len(args)
 	args = append(args, 0) // the count of ordered buckets
 	nz := 0
@@ -424,7 +517,7 @@ func (t *tx) commit() (bool, error) {
 			if e, _ := o.get(k); e.deleted {
 				del = append(del, k)
 			} else {
-				args = append(args, 0, k)
+				args = append(args, 0, k) // no cond: ordered buckets never buffer one
 			}
 		}
 		args[n] = (len(args) - n - 1) / 2

@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"unordered", testUnordered},
 		{"keys_only", testKeysOnly},
 		{"prefetch", testPrefetch},
+		{"delete_if", testDeleteIf},
 		{"move_buckets", testMoveBuckets},
 	}
 	for _, s := range suites {
@@ -594,5 +595,74 @@ func testMoveBuckets(t *testing.T, open Opener) {
 	}
 	if _, err := store.MoveBuckets(ctx, s, store.Rename{From: store.UnorderedPrefix + "new", To: "x"}); !errors.Is(err, store.ErrUnordered) {
 		t.Errorf("moving an unordered bucket: %v, want store.ErrUnordered", err)
+	}
+}
+
+// testDeleteIf: DeleteIf removes a key only while it holds the value, in
+// unordered and ordered buckets, whether the transaction has seen the key
+// or not, and the transaction's own reads and writes see the outcome.
+func testDeleteIf(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	for _, b := range []string{store.UnorderedPrefix + "idx", "idx"} {
+		put(t, s, b, kv{"same", "id1"}, kv{"other", "id2"}, kv{"empty", ""}, kv{"read", "id1"}, kv{"after", "id1"}, kv{"kept", "id1"})
+		err := s.Update(ctx, func(tx store.Tx) error {
+			for _, k := range []string{"same", "other", "missing", "after"} {
+				if err := store.DeleteIf(tx, b, k, []byte("id1")); err != nil {
+					return fmt.Errorf("DeleteIf %s: %w", k, err)
+				}
+			}
+			if err := store.DeleteIf(tx, b, "empty", nil); err != nil {
+				return err
+			}
+			if _, err := tx.Get(b, "read"); err != nil { // seen first, then deleted
+				return err
+			}
+			if err := store.DeleteIf(tx, b, "read", []byte("id1")); err != nil {
+				return err
+			}
+			// reads inside the transaction see what DeleteIf did
+			if _, err := tx.Get(b, "same"); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("get of a key DeleteIf removed: %v, want not found", err)
+			}
+			if v, err := tx.Get(b, "other"); err != nil || string(v) != "id2" {
+				return fmt.Errorf("get of a key DeleteIf kept = %q, %v", v, err)
+			}
+			if _, err := tx.Get(b, "missing"); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("get of a missing key after DeleteIf: %v, want not found", err)
+			}
+			// a later write wins over DeleteIf, and DeleteIf compares
+			// with the transaction's own write
+			if err := tx.Put(b, "after", []byte("id3")); err != nil {
+				return err
+			}
+			if err := tx.Put(b, "new", []byte("id1")); err != nil {
+				return err
+			}
+			return store.DeleteIf(tx, b, "new", []byte("id1"))
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		for _, k := range []string{"same", "empty", "read", "missing", "new"} {
+			mustMiss(t, s, b, k)
+		}
+		mustGet(t, s, b, "other", "id2")
+		mustGet(t, s, b, "after", "id3")
+		if !store.Unordered(b) {
+			sameKVs(t, b+" scan", scan(t, s, b, "", ""), []kv{{"after", "id3"}, {"kept", "id1"}, {"other", "id2"}})
+		}
+	}
+	b := store.UnorderedPrefix + "idx"
+	put(t, s, b, kv{"k", "id1"})
+	err := s.Update(ctx, func(tx store.Tx) error { return store.DeleteIf(tx, b, "k", []byte("id1")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustMiss(t, s, b, "k")
+	put(t, s, b, kv{"k", "id1"})
+	err = s.View(ctx, func(tx store.Tx) error { return store.DeleteIf(tx, b, "k", []byte("id1")) })
+	if err == nil {
+		t.Error("DeleteIf in a View succeeded")
 	}
 }
