@@ -400,17 +400,8 @@ func (t *tx) DeleteIf(bucket, key string, value []byte) error {
 			return nil
 		}
 	}
-	v, err := t.Get(bucket, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(v, value) {
-		return nil
-	}
-	return t.Delete(bucket, key)
+	// store.DeleteIf's read and compare; the struct hides this method
+	return store.DeleteIf(struct{ store.Tx }{t}, bucket, key, value)
 }
 
 func (t *tx) set(bucket, key string, e entry) {
