@@ -16,12 +16,19 @@ import (
 // Calls wait in a slice under a mutex rather than in a channel: a caller
 // then pays one lock and, to wake a sender, one non-blocking send, where a
 // channel handoff with the caller's context cost two selects per call.
+//
+// A caller that finds a pipeline free sends the waiting calls itself
+// instead of handing them to a sender goroutine: at a steady trickle of
+// requests, when every call would find the senders idle, that spares two
+// goroutine switches per round trip. The senders take over whatever waits
+// while the pipelines are busy.
 type batcher struct {
-	rdb  *goredis.Client
-	max  int
-	wake chan struct{} // a token per sender at most: there may be work
-	stop chan struct{}
-	wg   sync.WaitGroup
+	rdb   *goredis.Client
+	max   int
+	slots chan struct{} // a token per pipeline being sent, by a sender or a caller
+	wake  chan struct{} // a token per sender at most: there may be work
+	stop  chan struct{}
+	wg    sync.WaitGroup
 
 	mu     sync.Mutex
 	queue  []*batchCall
@@ -35,7 +42,7 @@ type batchCall struct {
 }
 
 func newBatcher(rdb *goredis.Client, senders, max int) *batcher {
-	b := &batcher{rdb: rdb, max: max, wake: make(chan struct{}, senders), stop: make(chan struct{})}
+	b := &batcher{rdb: rdb, max: max, slots: make(chan struct{}, senders), wake: make(chan struct{}, senders), stop: make(chan struct{})}
 	for range senders {
 		b.wg.Go(b.send)
 	}
@@ -50,23 +57,42 @@ func (b *batcher) send() {
 		case <-b.stop:
 			return
 		}
-		for {
-			batch = b.take(batch[:0])
-			if len(batch) == 0 {
-				break
-			}
-			pipe := b.rdb.Pipeline()
-			for _, c := range batch {
-				c.queue(pipe)
-			}
-			// Each command carries its own result or error; the callers
-			// read them. go-redis's read and write timeouts bound the wait.
-			_, _ = pipe.Exec(context.Background())
-			for _, c := range batch {
-				close(c.done)
-			}
-			clear(batch)
+		select {
+		case b.slots <- struct{}{}:
+		case <-b.stop:
+			return
 		}
+		batch = b.drain(batch, nil)
+		<-b.slots
+	}
+}
+
+// drain sends the waiting calls in pipelines until none wait or, if mine
+// is not nil, until mine is done, and returns batch for reuse.
+func (b *batcher) drain(batch []*batchCall, mine *batchCall) []*batchCall {
+	for {
+		if mine != nil {
+			select {
+			case <-mine.done:
+				return batch
+			default:
+			}
+		}
+		batch = b.take(batch[:0])
+		if len(batch) == 0 {
+			return batch
+		}
+		pipe := b.rdb.Pipeline()
+		for _, c := range batch {
+			c.queue(pipe)
+		}
+		// Each command carries its own result or error; the callers
+		// read them. go-redis's read and write timeouts bound the wait.
+		_, _ = pipe.Exec(context.Background())
+		for _, c := range batch {
+			close(c.done)
+		}
+		clear(batch)
 	}
 }
 
@@ -84,7 +110,8 @@ func (b *batcher) take(batch []*batchCall) []*batchCall {
 
 // do runs the commands queue adds in the next shared pipeline and waits for
 // their results. If wait is false the caller stops waiting when ctx ends
-// (the commands may still run); a commit waits for its outcome instead.
+// (the commands may still run), unless it is sending the pipeline itself:
+// then go-redis's timeouts bound the wait. A commit waits for its outcome.
 func (b *batcher) do(ctx context.Context, wait bool, queue func(goredis.Pipeliner)) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -98,8 +125,15 @@ func (b *batcher) do(ctx context.Context, wait bool, queue func(goredis.Pipeline
 	b.queue = append(b.queue, c)
 	b.mu.Unlock()
 	select {
-	case b.wake <- struct{}{}:
-	default: // every sender has a token already and will look at the queue
+	case b.slots <- struct{}{}: // a pipeline is free: send from here
+		var buf [8]*batchCall
+		b.drain(buf[:0], c)
+		<-b.slots
+	default:
+		select {
+		case b.wake <- struct{}{}:
+		default: // every sender has a token already and will look at the queue
+		}
 	}
 	if wait {
 		<-c.done

@@ -3,6 +3,8 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,5 +65,43 @@ func TestBatcherReadStopsAtContextEnd(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("commit returned before its outcome: %v", err)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// Concurrent calls, some sent by their own callers and some by the
+// senders while the pipelines are busy, each get their own results.
+func TestBatcherConcurrentCallsIntegration(t *testing.T) {
+	ctx := context.Background()
+	rdb := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("redis on 127.0.0.1:6379 is needed for this test (make test-deps starts it): %v", err)
+	}
+	for _, senders := range []int{1, 2} {
+		b := newBatcher(rdb, senders, 4)
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for g := range 64 {
+			wg.Go(func() {
+				for i := range 50 {
+					msg := fmt.Sprintf("%d/%d", g, i)
+					var cmd *goredis.StringCmd
+					if err := b.do(ctx, i%2 == 0, func(p goredis.Pipeliner) { cmd = p.Echo(ctx, msg) }); err != nil {
+						errs <- err
+						return
+					}
+					if got, err := cmd.Result(); err != nil || got != msg {
+						errs <- fmt.Errorf("echo %q = %q, %v", msg, got, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.close()
+		close(errs)
+		for err := range errs {
+			t.Errorf("%d senders: %v", senders, err)
+		}
 	}
 }
