@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// The overlay agrees with a plain map through random writes and removals, before and
-// after it outgrows its slice, and keeps its keys sorted for Scan.
+// The overlay agrees with a plain map through random writes and removals,
+// before and after it outgrows its slice, and keeps its keys sorted for
+// Scan.
 func TestOverlayMatchesMap(t *testing.T) {
 	for _, n := range []int{1, smallOverlay, smallOverlay + 1, 200} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
