@@ -33,6 +33,9 @@ bin/lwm2m-bench registrations -devices "$devices" -in-flight 256 -offered 0 2>/d
 section "Sustained: $((devices * 3)) devices registering at an offered 10,000/s over 3 s (open loop, after a closed-loop warm-up)"
 bin/lwm2m-bench registrations -devices "$((devices * 3))" -offered 10000 2>/dev/null | sed -n '/^Latency at/,$p'
 
+section "Updates of live registrations/s: bolt, Redis, Redis without the node's cache (1,000 devices, 32 in flight; client and server in one process)"
+bench -bench 'BenchmarkUpdate$' -benchtime=20000x -count=3 ./core/internal/registry/
+
 section "Memory per idle registered device"
 bin/lwm2m-bench memory -devices "$memdevices" 2>/dev/null
 

@@ -79,6 +79,12 @@ var redisPrefixSeq struct {
 // own; the database is flushed when the test ends.
 func openRedis(t testing.TB) (store.Store, func() store.Store) {
 	t.Helper()
+	return openRedisWith(t)
+}
+
+// openRedisWith is openRedis with store options.
+func openRedisWith(t testing.TB, opts ...redis.Option) (store.Store, func() store.Store) {
+	t.Helper()
 	rdb := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379", DB: redisDB})
 	if err := rdb.Ping(context.Background()).Err(); err != nil {
 		_ = rdb.Close()
@@ -93,7 +99,7 @@ func openRedis(t testing.TB) (store.Store, func() store.Store) {
 	prefix := fmt.Sprintf("regtest:%d:%d:", os.Getpid(), redisPrefixSeq.n)
 	redisPrefixSeq.Unlock()
 	open := func() store.Store {
-		s, err := redis.Open(redisURL, redis.WithPrefix(prefix))
+		s, err := redis.Open(redisURL, append([]redis.Option{redis.WithPrefix(prefix)}, opts...)...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,8 +1,10 @@
 -- Commits one store transaction (see tx.commit, which builds the
 -- arguments): it checks that every key the transaction read still holds
 -- what it saw and every index range it scanned still holds the keys it
--- saw, and only then applies the writes. Returns 1 when the writes are
--- applied, 0 when a read is stale and nothing was written.
+-- saw, and only then applies the writes. Returns 0 when a read is stale
+-- and nothing was written; else the writes are applied and it returns a
+-- list: 1, then for each conditional delete (c below) 1 if it deleted the
+-- key, 0 if the key held something else.
 --
 -- Everything is in ARGV, read front to back (KEYS is empty: the store does
 -- not support Redis Cluster, and slices of ARGV go to Redis with unpack,
@@ -83,12 +85,18 @@ end
 take('MSET', nil, 2 * count())
 take('DEL', nil, count())
 local c = count()
+local out = {1}
 for i = a, a + c - 1, 1000 do
   local last = math.min(i + 999, a + c - 1)
   local have = redis.call('MGET', unpack(ARGV, i, last))
   local gone = {}
   for x = 1, #have do
-    if have[x] == ARGV[i + x - 1 + c] then gone[#gone + 1] = ARGV[i + x - 1] end
+    if have[x] == ARGV[i + x - 1 + c] then
+      gone[#gone + 1] = ARGV[i + x - 1]
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
   end
   if #gone > 0 then redis.call('DEL', unpack(gone)) end
 end
@@ -99,4 +107,4 @@ for _ = 1, count() do
   take('ZADD', index, 2 * count())
   take('ZREM', index, count())
 end
-return 1
+return out

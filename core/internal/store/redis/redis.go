@@ -45,6 +45,10 @@
 // transactions share pipelines (see batcher): under load Redis answers many
 // of them per round trip.
 //
+// Values of unordered buckets that an Update read or committed are kept in
+// a cache of the store (see cache), so a later Update starts from them
+// without a round trip; the commit checks them like any read.
+//
 // Errors talking to Redis (refused, timeouts, EOF, LOADING, READONLY, ...)
 // wrap store.ErrUnavailable. go-redis re-dials by itself, so service
 // resumes when Redis is back. One case cannot be told apart: if the
@@ -59,6 +63,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -87,6 +92,7 @@ type Store struct {
 	retries  int
 	pageSize int64
 	batch    *batcher
+	cache    *cache // nil: off
 	closed   atomic.Bool
 }
 
@@ -96,11 +102,17 @@ var _ store.Store = (*Store)(nil)
 type Option func(*options)
 
 type options struct {
-	prefix   string
-	retries  int
-	pageSize int64
-	client   func(*goredis.Options)
+	prefix    string
+	retries   int
+	pageSize  int64
+	cacheSize int
+	client    func(*goredis.Options)
 }
+
+// DefaultCacheSize is the size of the cache of values the store's Updates
+// start from (see cache) unless WithCacheSize or the URL's cache_mb says
+// otherwise: about 60,000 devices' registrations and bindings.
+const DefaultCacheSize = 64 << 20
 
 // WithPrefix sets the prefix of every key (default "lwm2md:").
 func WithPrefix(p string) Option { return func(o *options) { o.prefix = p } }
@@ -112,6 +124,11 @@ func WithRetries(n int) Option { return func(o *options) { o.retries = n } }
 // WithPageSize sets how many keys Scan fetches per round trip (default 512).
 func WithPageSize(n int) Option { return func(o *options) { o.pageSize = int64(n) } }
 
+// WithCacheSize sets the size in bytes of the cache of values that
+// Updates start from instead of reading Redis (default DefaultCacheSize;
+// 0 turns it off). The URL parameter cache_mb=N sets it in MiB.
+func WithCacheSize(n int) Option { return func(o *options) { o.cacheSize = n } }
+
 // WithClientOptions lets the caller adjust the go-redis options parsed
 // from the URL (timeouts, pool size, TLS) before the client is made.
 func WithClientOptions(fn func(*goredis.Options)) Option {
@@ -122,7 +139,14 @@ func WithClientOptions(fn func(*goredis.Options)) Option {
 // or rediss:// for TLS) and checks that it answers. An unreachable server
 // gives an error wrapping store.ErrUnavailable.
 func Open(rawURL string, opts ...Option) (*Store, error) {
-	o := options{prefix: DefaultPrefix, retries: 50, pageSize: 512}
+	o := options{prefix: DefaultPrefix, retries: 50, pageSize: 512, cacheSize: DefaultCacheSize}
+	rawURL, cacheMB, err := cutCacheSize(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("open redis store: parse url: %w", redactURLError(err))
+	}
+	if cacheMB >= 0 {
+		o.cacheSize = cacheMB << 20
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -150,9 +174,30 @@ func Open(rawURL string, opts ...Option) (*Store, error) {
 		_ = rdb.Close()
 		return nil, fmt.Errorf("open redis store %s db %d: %w: %w", ro.Addr, ro.DB, store.ErrUnavailable, err)
 	}
-	s := &Store{rdb: rdb, prefix: o.prefix, retries: o.retries, pageSize: o.pageSize}
+	s := &Store{rdb: rdb, prefix: o.prefix, retries: o.retries, pageSize: o.pageSize, cache: newCache(o.cacheSize)}
 	s.batch = newBatcher(rdb, pipelines, 256)
 	return s, nil
+}
+
+// cutCacheSize takes the store's own parameter cache_mb out of rawURL
+// (go-redis refuses parameters it does not know) and returns its value,
+// or -1 if it is absent.
+func cutCacheSize(rawURL string) (string, int, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", 0, err
+	}
+	q := u.Query()
+	if !q.Has("cache_mb") {
+		return rawURL, -1, nil
+	}
+	mb, err := strconv.Atoi(q.Get("cache_mb"))
+	if err != nil || mb < 0 || mb > 1<<20 {
+		return "", 0, fmt.Errorf("cache_mb=%q: want a number of MiB from 0 to %d", q.Get("cache_mb"), 1<<20)
+	}
+	q.Del("cache_mb")
+	u.RawQuery = q.Encode()
+	return u.String(), mb, nil
 }
 
 // redactURLError drops the URL that net/url puts in its parse errors (and,
@@ -213,6 +258,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 
 // Update runs fn as an optimistic transaction (see the package doc).
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
+	fresh := false
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -221,7 +267,15 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 			return errClosed
 		}
 		t := newTx(ctx, s, true)
-		if err := fn(t); err != nil {
+		t.fresh = fresh
+		err := fn(t)
+		if t.cached > 0 && (err != nil || t.err == nil && len(t.ov) == 0) {
+			// fn decided on values from the cache that no commit will
+			// check: its outcome counts only on what Redis holds
+			fresh = true
+			continue
+		}
+		if err != nil {
 			return err
 		}
 		if t.err == nil && len(t.ov) == 0 {
@@ -308,6 +362,14 @@ func escapeBucket(b string) string {
 
 func (s *Store) valueKey(bucket, key string) string {
 	return s.prefix + escapeBucket(bucket) + ":" + key
+}
+
+// cached reports whether value key vk is one the cache keeps: those of
+// unordered buckets, the lookup tables (registrations by id, endpoint and
+// address, bindings by endpoint) that transactions read by key. Ordered
+// buckets are mostly scanned, which the cache does not serve.
+func (s *Store) cached(vk string) bool {
+	return s.cache != nil && len(vk) > len(s.prefix) && vk[len(s.prefix)] == store.UnorderedPrefix[0]
 }
 
 func (s *Store) indexKey(bucket string) string {

@@ -434,6 +434,9 @@ func TestOpenIntegration(t *testing.T) {
 		{"empty_prefix", url, []redis.Option{redis.WithPrefix("")}, "empty key prefix", false},
 		{"negative_retries", url, []redis.Option{redis.WithRetries(-1)}, "retries -1", false},
 		{"zero_page_size", url, []redis.Option{redis.WithPageSize(0)}, "page size 0", false},
+		{"cache_size", url + "?cache_mb=8&pool_size=4", nil, "", false},
+		{"cache_size_not_a_number", "redis://user:s3cret@127.0.0.1:6379/0?cache_mb=lots", nil, `cache_mb="lots"`, false},
+		{"negative_cache_size", url + "?cache_mb=-1", nil, `cache_mb="-1"`, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -42,6 +42,10 @@ type tx struct {
 	// it and decided on a wrong picture, so an Update never commits after
 	// one.
 	err error
+	// fresh keeps an Update from taking values from the store's cache;
+	// cached counts the values it took.
+	fresh  bool
+	cached int
 }
 
 // overlay holds one bucket's buffered writes, their keys sorted for Scan.
@@ -250,6 +254,9 @@ func (t *tx) getValue(bucket, key string) ([]byte, error) {
 	vk := t.s.valueKey(bucket, key)
 	v, ok := t.got[vk]
 	if !ok {
+		v, ok = t.fromCache(vk)
+	}
+	if !ok {
 		if !slices.Contains(t.pre, vk) { // prefetched: fetch it once
 			t.pre = append(t.pre, vk)
 		}
@@ -280,11 +287,30 @@ func (t *tx) resolve(o *overlay, key string, value []byte) ([]byte, error) {
 	return v, nil
 }
 
+// fromCache takes what value key vk holds from the store's cache, if the
+// transaction may and the cache knows, and remembers it as read.
+func (t *tx) fromCache(vk string) ([]byte, bool) {
+	if !t.update || t.fresh || !t.s.cached(vk) {
+		return nil, false
+	}
+	v, ok := t.s.cache.get(vk)
+	if ok {
+		t.remember(vk, v)
+		t.cached++
+	}
+	return v, ok
+}
+
 // readPending reads the values and members queued in pre and preMembers
-// in one round trip and remembers what it found.
+// in one round trip and remembers what it found. Values the cache knows
+// are taken from it instead; if it knows them all, nothing is sent.
 func (t *tx) readPending() error {
 	keys, members := t.pre, t.preMembers
 	t.pre, t.preMembers = nil, nil
+	keys = slices.DeleteFunc(keys, func(k string) bool { _, ok := t.fromCache(k); return ok })
+	if len(keys) == 0 && len(members) == 0 {
+		return nil
+	}
 	vals := make([]*goredis.StringCmd, len(keys))
 	scores := make([]*goredis.FloatCmd, len(members))
 	if err := t.read("get", func(p goredis.Pipeliner) {
@@ -308,6 +334,11 @@ func (t *tx) readPending() error {
 			b = []byte{}
 		}
 		t.remember(k, b)
+		if t.update && t.s.cached(k) {
+			// a fresh run corrects what the cache holds; otherwise the
+			// cache did not know k, unless a commit told it since
+			t.s.cache.put(k, b, !t.fresh)
+		}
 	}
 	for i, m := range members {
 		err := scores[i].Err()
@@ -468,6 +499,12 @@ func (t *tx) commit() (bool, error) {
 		}
 	}
 	var dels, conds, condVals []any
+	// written are the value keys written, in the order of the overlays'
+	// keys, for the cache
+	var written []string
+	if t.s.cache != nil {
+		written = make([]string, 0, 8)
+	}
 	at := len(args)
 	args = append(args, 0) // the count of sets, filled in below
 	for _, o := range t.ov {
@@ -475,14 +512,18 @@ func (t *tx) commit() (bool, error) {
 			continue // its keys are index members only
 		}
 		for _, k := range o.keys {
+			vk := t.s.valueKey(o.bucket, k)
+			if written != nil {
+				written = append(written, vk)
+			}
 			switch e, _ := o.get(k); {
 			case e.cond:
-				conds = append(conds, t.s.valueKey(o.bucket, k))
+				conds = append(conds, vk)
 				condVals = append(condVals, e.value)
 			case e.deleted:
-				dels = append(dels, t.s.valueKey(o.bucket, k))
+				dels = append(dels, vk)
 			default:
-				args = append(args, t.s.valueKey(o.bucket, k), e.value)
+				args = append(args, vk, e.value)
 			}
 		}
 	}
@@ -520,18 +561,77 @@ func (t *tx) commit() (bool, error) {
 	run := func(eval func(context.Context, goredis.Scripter, []string, ...any) *goredis.Cmd) error {
 		return t.s.batch.do(t.ctx, true, func(p goredis.Pipeliner) { res = eval(t.ctx, p, nil, args...) })
 	}
-	if err := run(commitScript.EvalSha); err != nil {
+	err := run(commitScript.EvalSha)
+	if err == nil && goredis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
+		// Redis restarted or its script cache was flushed: EVAL loads it.
+		err = run(commitScript.Eval)
+	}
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		t.forget(written)
 		return false, t.s.wrap(t.ctx, "commit", err)
 	}
-	if goredis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
-		// Redis restarted or its script cache was flushed: EVAL loads it.
-		if err := run(commitScript.Eval); err != nil {
-			return false, t.s.wrap(t.ctx, "commit", err)
+	// 0 when a read was stale, else 1 and, per DeleteIf, whether it deleted
+	out, _ := res.Val().([]any)
+	if len(out) != 1+len(conds) || out[0] != int64(1) {
+		if n, ok := res.Val().(int64); ok && n == 0 {
+			t.forget(nil)
+			return false, nil
+		}
+		t.forget(written)
+		return false, fmt.Errorf("redis commit: unexpected reply %v: %w", res.Val(), store.ErrUnavailable)
+	}
+	t.committed(written, out[1:])
+	return true, nil
+}
+
+// forget drops from the cache the keys the transaction read, one of which
+// was stale, and the keys in written, which the commit may or may not
+// have written.
+func (t *tx) forget(written []string) {
+	if t.s.cache == nil {
+		return
+	}
+	for k := range t.got {
+		t.s.cache.drop(k)
+	}
+	for _, k := range written {
+		t.s.cache.drop(k)
+	}
+}
+
+// committed tells the cache what the commit wrote: written are the value
+// keys in the order commit listed them and gone says of each DeleteIf, in
+// that order, whether it deleted (1) or left the key as it was (0).
+func (t *tx) committed(written []string, gone []any) {
+	if t.s.cache == nil {
+		return
+	}
+	i := 0
+	for _, o := range t.ov {
+		if store.KeysOnly(o.bucket) {
+			continue
+		}
+		for _, k := range o.keys {
+			vk := written[i]
+			i++
+			if !store.Unordered(o.bucket) {
+				continue
+			}
+			switch e, _ := o.get(k); {
+			case e.cond && gone[0] == int64(1):
+				t.s.cache.put(vk, nil, false)
+				gone = gone[1:]
+			case e.cond: // it holds something else, unknown here
+				t.s.cache.drop(vk)
+				gone = gone[1:]
+			case e.deleted:
+				t.s.cache.put(vk, nil, false)
+			default:
+				t.s.cache.put(vk, e.value, false)
+			}
 		}
 	}
-	n, err := res.Int()
-	if err != nil {
-		return false, t.s.wrap(t.ctx, "commit", err)
-	}
-	return n == 1, nil
 }
