@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 go build -o bin/lwm2m-echo ./core/cmd/lwm2m-echo
 go build -o bin/lwm2m-bench ./core/cmd/lwm2m-bench
 
-devices=10000 memdevices=100000 bulk=1x rounds=3
+devices=10000 memdevices=100000 bulk=1x rounds=5
 if [ "${QUICK:-}" = 1 ]; then devices=2000 memdevices=20000 rounds=1; fi
 
 section() { printf '\n=== %s\n' "$1"; }
