@@ -52,10 +52,16 @@ func newCache(size int) *cache {
 	}
 	c := &cache{seed: maphash.MakeSeed(), limit: max(size/cacheShards, 1)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string][]byte)
+		// sized for the entries it will hold: growing a map of some
+		// thousand entries copies them all, while Registers wait
+		c.shards[i].m = make(map[string][]byte, c.limit/typicalEntry)
 	}
 	return c
 }
+
+// typicalEntry is about what an entry of a registration or a binding
+// takes, overhead included.
+const typicalEntry = 300
 
 func (c *cache) shard(key string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, key)%cacheShards]

@@ -620,6 +620,10 @@ func (t *tx) committed(written []string, gone []any) {
 			if !store.Unordered(o.bucket) {
 				continue
 			}
+			// A Delete's key is forgotten rather than remembered as
+			// missing: it is mostly a record's id, gone for good. A
+			// DeleteIf removes an index entry, whose key (an endpoint)
+			// is looked up again, so the miss is worth remembering.
 			switch e, _ := o.get(k); {
 			case e.cond && gone[0] == int64(1):
 				t.s.cache.put(vk, nil, false)
@@ -628,7 +632,7 @@ func (t *tx) committed(written []string, gone []any) {
 				t.s.cache.drop(vk)
 				gone = gone[1:]
 			case e.deleted:
-				t.s.cache.put(vk, nil, false)
+				t.s.cache.drop(vk)
 			default:
 				t.s.cache.put(vk, e.value, false)
 			}
