@@ -364,11 +364,11 @@ func (s *Store) valueKey(bucket, key string) string {
 	return s.prefix + escapeBucket(bucket) + ":" + key
 }
 
-// cached reports whether value key vk is one the cache keeps: those of
+// caches reports whether value key vk is one the cache keeps: those of
 // unordered buckets, the lookup tables (registrations by id, endpoint and
 // address, bindings by endpoint) that transactions read by key. Ordered
 // buckets are mostly scanned, which the cache does not serve.
-func (s *Store) cached(vk string) bool {
+func (s *Store) caches(vk string) bool {
 	return s.cache != nil && len(vk) > len(s.prefix) && vk[len(s.prefix)] == store.UnorderedPrefix[0]
 }
 

@@ -290,7 +290,7 @@ func (t *tx) resolve(o *overlay, key string, value []byte) ([]byte, error) {
 // fromCache takes what value key vk holds from the store's cache, if the
 // transaction may and the cache knows, and remembers it as read.
 func (t *tx) fromCache(vk string) ([]byte, bool) {
-	if !t.update || t.fresh || !t.s.cached(vk) {
+	if !t.update || t.fresh || !t.s.caches(vk) {
 		return nil, false
 	}
 	v, ok := t.s.cache.get(vk)
@@ -334,7 +334,7 @@ func (t *tx) readPending() error {
 			b = []byte{}
 		}
 		t.remember(k, b)
-		if t.update && t.s.cached(k) {
+		if t.update && t.s.caches(k) {
 			// a fresh run corrects what the cache holds; otherwise the
 			// cache did not know k, unless a commit told it since
 			t.s.cache.put(k, b, !t.fresh)
