@@ -28,6 +28,14 @@ func TestCacheIntegration(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// behind sets k in Redis behind the store's back, as another client
+	// of Redis would
+	behind := func(t *testing.T, k, v string) {
+		t.Helper()
+		if err := raw.Set(ctx, "lwm2md:"+b+":"+k, v, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	get := func(tx store.Tx, k string) (string, error) {
 		v, err := tx.Get(b, k)
 		if errors.Is(err, store.ErrNotFound) {
@@ -72,9 +80,7 @@ func TestCacheIntegration(t *testing.T) {
 		put(t, "own", "v1")
 		// Redis changes behind the store's back: the first run sees the
 		// cached value, the commit finds it stale, the second run reads
-		if err := raw.Set(ctx, "lwm2md:"+b+":own", "v2", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
+		behind(t, "own", "v2")
 		if seen := copyKey(t, "own"); !equal(seen, []string{"v1", "v2"}) {
 			t.Fatalf("runs saw %q, want [v1 v2]: the cached value first, then Redis's", seen)
 		}
@@ -103,9 +109,7 @@ func TestCacheIntegration(t *testing.T) {
 		if seen := copyKey(t, "absent"); !equal(seen, []string{"<missing>"}) {
 			t.Fatalf("runs saw %q", seen)
 		}
-		if err := raw.Set(ctx, "lwm2md:"+b+":absent", "now", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
+		behind(t, "absent", "now")
 		if seen := copyKey(t, "absent"); !equal(seen, []string{"<missing>", "now"}) {
 			t.Fatalf("runs saw %q, want [<missing> now]", seen)
 		}
@@ -114,9 +118,7 @@ func TestCacheIntegration(t *testing.T) {
 		// fn refuses on a cached value that is stale: no commit would
 		// check it, so the refusal counts only if Redis agrees
 		put(t, "state", "closed")
-		if err := raw.Set(ctx, "lwm2md:"+b+":state", "open", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
+		behind(t, "state", "open")
 		errClosed := errors.New("closed")
 		var seen []string
 		err := s.Update(ctx, func(tx store.Tx) error {
@@ -150,9 +152,7 @@ func TestCacheIntegration(t *testing.T) {
 	})
 	t.Run("read_only_fn_is_run_on_fresh_reads", func(t *testing.T) {
 		put(t, "ro", "old")
-		if err := raw.Set(ctx, "lwm2md:"+b+":ro", "new", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
+		behind(t, "ro", "new")
 		var v string
 		err := s.Update(ctx, func(tx store.Tx) error {
 			var err error
@@ -165,9 +165,7 @@ func TestCacheIntegration(t *testing.T) {
 	})
 	t.Run("views_read_redis", func(t *testing.T) {
 		put(t, "view", "old")
-		if err := raw.Set(ctx, "lwm2md:"+b+":view", "new", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
+		behind(t, "view", "new")
 		var v string
 		err := s.View(ctx, func(tx store.Tx) error {
 			var err error
@@ -193,9 +191,7 @@ func TestCacheIntegration(t *testing.T) {
 		}
 		// (set behind the store's back, so the first run shows it was
 		// not read)
-		if err := raw.Set(ctx, "lwm2md:"+b+":ep", "behind", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
+		behind(t, "ep", "behind")
 		if seen := copyKey(t, "ep"); !equal(seen, []string{"<missing>", "behind"}) {
 			t.Fatalf("runs saw %q, want [<missing> behind]", seen)
 		}
@@ -214,9 +210,7 @@ func TestCacheIntegration(t *testing.T) {
 		put(t, "pa", "a1")
 		put(t, "pb", "b1")
 		for _, k := range []string{"pa", "pb"} {
-			if err := raw.Set(ctx, "lwm2md:"+b+":"+k, k+"-redis", 0).Err(); err != nil {
-				t.Fatal(err)
-			}
+			behind(t, k, k+"-redis")
 		}
 		var seen []string
 		err := s.Update(ctx, func(tx store.Tx) error {
@@ -264,9 +258,7 @@ func TestCacheIntegration(t *testing.T) {
 			if err := off.Update(ctx, func(tx store.Tx) error { return tx.Put(b, "off", []byte("mine")) }); err != nil {
 				t.Fatal(err)
 			}
-			if err := raw.Set(ctx, "lwm2md:"+b+":off", v, 0).Err(); err != nil {
-				t.Fatal(err)
-			}
+			behind(t, "off", v)
 			err := off.Update(ctx, func(tx store.Tx) error {
 				v, err := get(tx, "off")
 				seen = append(seen, v)

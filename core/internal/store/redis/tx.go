@@ -617,7 +617,7 @@ func (t *tx) committed(written []string, gone []any) {
 		for _, k := range o.keys {
 			vk := written[i]
 			i++
-			if !store.Unordered(o.bucket) {
+			if !t.s.caches(vk) {
 				continue
 			}
 			// A Delete's key is forgotten rather than remembered as
