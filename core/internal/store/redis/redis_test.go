@@ -234,6 +234,47 @@ func TestConflictIntegration(t *testing.T) {
 			t.Fatalf("Update = %v after %d runs, want a second run after key 2,345 of %d changed", err, runs, n)
 		}
 	})
+	t.Run("many_delete_ifs_in_chunks", func(t *testing.T) {
+		// 1,500 keys read and 2,500 DeleteIfs: the script checks both in
+		// chunks of 1,000 keys; every other DeleteIf names the value its
+		// key holds
+		b := store.UnorderedPrefix + "mdi"
+		const reads, conds = 1500, 2500
+		for i := range reads + conds {
+			if err := raw.Set(ctx, fmt.Sprintf("lwm2md:%s:k%04d", b, i), "v"+strconv.Itoa(i), 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := s.Update(ctx, func(tx store.Tx) error {
+			for i := range reads {
+				if _, err := tx.Get(b, fmt.Sprintf("k%04d", i)); err != nil {
+					return err
+				}
+			}
+			for i := reads; i < reads+conds; i++ {
+				v := "v" + strconv.Itoa(i)
+				if i%2 == 1 {
+					v = "other"
+				}
+				if err := store.DeleteIf(tx, b, fmt.Sprintf("k%04d", i), []byte(v)); err != nil {
+					return err
+				}
+			}
+			return tx.Put(b, "done", []byte("1"))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range reads + conds {
+			want := int64(1)
+			if i >= reads && i%2 == 0 {
+				want = 0
+			}
+			if n, err := raw.Exists(ctx, fmt.Sprintf("lwm2md:%s:k%04d", b, i)).Result(); err != nil || n != want {
+				t.Fatalf("key %d: exists %d, %v; want %d", i, n, err, want)
+			}
+		}
+	})
 	t.Run("commit_after_script_cache_flush", func(t *testing.T) {
 		// As after a Redis restart: the commit script must be loaded again.
 		if err := raw.ScriptFlush(ctx).Err(); err != nil {
