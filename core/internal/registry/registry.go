@@ -302,8 +302,14 @@ func (r *Registry) register(ctx context.Context, reg *Registration, admit func(D
 	var replaced *Registration
 	var refused error
 	err := r.st.Update(ctx, func(tx store.Tx) error {
-		replaced, refused = nil, nil               // fn may run more than once
-		store.Prefetch(tx, bucketEp, reg.Endpoint) // read with the device's binding
+		replaced, refused = nil, nil // fn may run more than once
+		// Most Registers are of devices that have no registration (new,
+		// or theirs ran out): a store where reads cost a round trip may
+		// take that as read and let the commit check it; or else it
+		// reads the entry with the device's binding.
+		if !store.PresumeMissing(tx, bucketEp, reg.Endpoint) {
+			store.Prefetch(tx, bucketEp, reg.Endpoint)
+		}
 		ref, err := r.dir.LookupEndpoint(tx, reg.Endpoint)
 		if err == nil {
 			err = admit(ref)

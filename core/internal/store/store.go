@@ -79,6 +79,27 @@ func Prefetch(tx Tx, bucket, key string) {
 	}
 }
 
+// Presumer is implemented by the transactions of backends where each read
+// costs a round trip (Redis).
+type Presumer interface {
+	// PresumeMissing takes key in bucket as missing without reading it,
+	// if the backend judges that it pays, and reports whether it did. The
+	// commit checks it like any read: if the key was there, the
+	// transaction runs again on what the store holds.
+	PresumeMissing(bucket, key string) bool
+}
+
+// PresumeMissing tells tx that bucket/key is most likely missing, so that
+// a backend where reads cost a round trip may skip reading it (see
+// Presumer); it reports whether tx did. Elsewhere it does nothing: the
+// next Get reads the key.
+func PresumeMissing(tx Tx, bucket, key string) bool {
+	if p, ok := tx.(Presumer); ok {
+		return p.PresumeMissing(bucket, key)
+	}
+	return false
+}
+
 // ConditionalDeleter is implemented by the transactions of backends where
 // each read costs a round trip (Redis): they check the value at commit
 // instead of reading it first.

@@ -93,6 +93,7 @@ type Store struct {
 	pageSize int64
 	batch    *batcher
 	cache    *cache // nil: off
+	presume  presumption
 	closed   atomic.Bool
 }
 
@@ -269,8 +270,8 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		t := newTx(ctx, s, true)
 		t.fresh = fresh
 		err := fn(t)
-		if t.cached > 0 && (err != nil || t.err == nil && len(t.ov) == 0) {
-			// fn decided on values from the cache that no commit will
+		if t.unread > 0 && (err != nil || t.err == nil && len(t.ov) == 0) {
+			// fn decided on values it did not read that no commit will
 			// check: its outcome counts only on what Redis holds
 			fresh = true
 			continue
@@ -282,6 +283,10 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 			return nil
 		}
 		applied, err := t.commit()
+		if t.presumed && err == nil {
+			s.presume.record(!applied)
+			fresh = fresh || !applied // the presumption may have been what failed
+		}
 		switch {
 		case err != nil:
 			return err

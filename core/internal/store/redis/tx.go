@@ -42,10 +42,13 @@ type tx struct {
 	// it and decided on a wrong picture, so an Update never commits after
 	// one.
 	err error
-	// fresh keeps an Update from taking values from the store's cache;
-	// cached counts the values it took.
-	fresh  bool
-	cached int
+	// fresh keeps an Update from taking values it has not read from
+	// Redis: from the store's cache, or presumed (PresumeMissing). unread
+	// counts the values it took so, which only a commit checks; presumed
+	// says whether one was presumed.
+	fresh    bool
+	unread   int
+	presumed bool
 }
 
 // overlay holds one bucket's buffered writes, their keys sorted for Scan.
@@ -296,7 +299,7 @@ func (t *tx) fromCache(vk string) ([]byte, bool) {
 	v, ok := t.s.cache.get(vk)
 	if ok {
 		t.remember(vk, v)
-		t.cached++
+		t.unread++
 	}
 	return v, ok
 }
@@ -353,6 +356,36 @@ func (t *tx) readPending() error {
 		}
 	}
 	return nil
+}
+
+// PresumeMissing takes key as missing without reading it, unless the
+// transaction has read or written it, the cache knows what it holds, or
+// too many presumptions failed lately (see presumption).
+func (t *tx) PresumeMissing(bucket, key string) bool {
+	if !t.update || t.fresh || check(bucket, key) != nil || store.KeysOnly(bucket) {
+		return false
+	}
+	if o := t.overlay(bucket); o != nil {
+		if _, ok := o.get(key); ok {
+			return false
+		}
+	}
+	vk := t.s.valueKey(bucket, key)
+	if _, ok := t.got[vk]; ok {
+		return false
+	}
+	if t.s.caches(vk) {
+		if _, ok := t.s.cache.get(vk); ok {
+			return false // the next Get takes what the cache knows
+		}
+	}
+	if !t.s.presume.ok() {
+		return false
+	}
+	t.remember(vk, nil)
+	t.unread++
+	t.presumed = true
+	return true
 }
 
 // Prefetch queues bucket/key to be read (and, in an Update, checked) with
