@@ -8,8 +8,8 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/store"
 )
 
-// dbCache is the database of TestCacheIntegration (the only free one of
-// the shared server's; see redistest).
+// dbCache is the database of TestCacheIntegration and
+// TestPresumeMissingIntegration (see redistest).
 const dbCache = 1
 
 // TestCacheIntegration shows the cache of values at work through what

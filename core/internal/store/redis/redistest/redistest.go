@@ -5,7 +5,7 @@
 // Each package that runs Redis tests uses its own database numbers, because
 // `go test ./...` runs packages in parallel: 0 api provisioning, 2 server
 // DTLS, 3 registry, 4 platform provisioning, 5 api, 6 platform, 7-8 server
-// end-to-end, 9-14 store/redis, 15 `make bench`; 1 is free.
+// end-to-end, 1 and 9-14 store/redis, 15 `make bench`; none is free.
 package redistest
 
 import (
