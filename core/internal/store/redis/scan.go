@@ -146,7 +146,7 @@ func (p *pager) next(cursor string, incl bool) (string, []byte, bool, error) {
 	for {
 		for ; p.i < len(p.keys); p.i++ {
 			k := p.keys[p.i]
-			if k < cursor || (k == cursor && !incl) || p.vals[p.i] == nil || p.buffered(k) {
+			if k < cursor || (k == cursor && !incl) || p.vals[p.i] == nil || p.t.buffered(p.bucket, k) {
 				continue
 			}
 			return k, p.vals[p.i], true, nil
@@ -158,14 +158,6 @@ func (p *pager) next(cursor string, incl bool) (string, []byte, bool, error) {
 			return "", nil, false, err
 		}
 	}
-}
-
-func (p *pager) buffered(k string) bool {
-	if o := p.t.overlay(p.bucket); o != nil {
-		_, ok := o.get(k)
-		return ok
-	}
-	return false
 }
 
 // fetch reads the next page: the keys from the index, then their values.

@@ -362,22 +362,15 @@ func (t *tx) readPending() error {
 // transaction has read or written it, the cache knows what it holds, or
 // too many presumptions failed lately (see presumption).
 func (t *tx) PresumeMissing(bucket, key string) bool {
-	if !t.update || t.fresh || check(bucket, key) != nil || store.KeysOnly(bucket) {
+	if !t.update || t.fresh || check(bucket, key) != nil || store.KeysOnly(bucket) || t.buffered(bucket, key) {
 		return false
-	}
-	if o := t.overlay(bucket); o != nil {
-		if _, ok := o.get(key); ok {
-			return false
-		}
 	}
 	vk := t.s.valueKey(bucket, key)
 	if _, ok := t.got[vk]; ok {
 		return false
 	}
-	if t.s.caches(vk) {
-		if _, ok := t.s.cache.get(vk); ok {
-			return false // the next Get takes what the cache knows
-		}
+	if _, ok := t.fromCache(vk); ok {
+		return false // taken as read from what the cache knows
 	}
 	if !t.s.presume.ok() {
 		return false
@@ -391,13 +384,8 @@ func (t *tx) PresumeMissing(bucket, key string) bool {
 // Prefetch queues bucket/key to be read (and, in an Update, checked) with
 // the transaction's next read, in the same round trip.
 func (t *tx) Prefetch(bucket, key string) {
-	if check(bucket, key) != nil {
+	if check(bucket, key) != nil || t.buffered(bucket, key) {
 		return
-	}
-	if o := t.overlay(bucket); o != nil {
-		if _, ok := o.get(key); ok {
-			return
-		}
 	}
 	if store.KeysOnly(bucket) {
 		m := member{t.s.indexKey(bucket), key}
@@ -454,12 +442,7 @@ func (t *tx) DeleteIf(bucket, key string, value []byte) error {
 		return fmt.Errorf("delete %q in bucket %q: %w", key, bucket, errReadOnly)
 	}
 	if store.Unordered(bucket) {
-		_, read := t.got[t.s.valueKey(bucket, key)]
-		written := false
-		if o := t.overlay(bucket); o != nil {
-			_, written = o.get(key)
-		}
-		if !read && !written {
+		if _, read := t.got[t.s.valueKey(bucket, key)]; !read && !t.buffered(bucket, key) {
 			t.set(bucket, key, entry{value: bytes.Clone(value), cond: true})
 			return nil
 		}
@@ -475,6 +458,15 @@ func (t *tx) set(bucket, key string, e entry) {
 		t.ov = append(t.ov, o)
 	}
 	o.set(key, e)
+}
+
+// buffered reports whether the transaction has written key in bucket.
+func (t *tx) buffered(bucket, key string) bool {
+	if o := t.overlay(bucket); o != nil {
+		_, ok := o.get(key)
+		return ok
+	}
+	return false
 }
 
 // overlay returns the writes buffered for bucket, or nil.
@@ -532,12 +524,8 @@ func (t *tx) commit() (bool, error) {
 		}
 	}
 	var dels, conds, condVals []any
-	// written are the value keys written, in the order of the overlays'
-	// keys, for the cache
-	var written []string
-	if t.s.cache != nil {
-		written = make([]string, 0, 8)
-	}
+	// written are the writes the cache keeps, for it to learn from
+	var written []cachedWrite
 	at := len(args)
 	args = append(args, 0) // the count of sets, filled in below
 	for _, o := range t.ov {
@@ -546,10 +534,11 @@ func (t *tx) commit() (bool, error) {
 		}
 		for _, k := range o.keys {
 			vk := t.s.valueKey(o.bucket, k)
-			if written != nil {
-				written = append(written, vk)
+			e, _ := o.get(k)
+			if t.s.caches(vk) {
+				written = append(written, cachedWrite{vk, e})
 			}
-			switch e, _ := o.get(k); {
+			switch {
 			case e.cond:
 				conds = append(conds, vk)
 				condVals = append(condVals, e.value)
@@ -607,68 +596,62 @@ func (t *tx) commit() (bool, error) {
 		return false, t.s.wrap(t.ctx, "commit", err)
 	}
 	// 0 when a read was stale, else 1 and, per DeleteIf, whether it deleted
-	out, _ := res.Val().([]any)
-	if len(out) != 1+len(conds) || out[0] != int64(1) {
-		if n, ok := res.Val().(int64); ok && n == 0 {
+	switch out := res.Val().(type) {
+	case int64:
+		if out == 0 {
 			t.forget(nil)
 			return false, nil
 		}
-		t.forget(written)
-		return false, fmt.Errorf("redis commit: unexpected reply %v: %w", res.Val(), store.ErrUnavailable)
+	case []any:
+		if len(out) == 1+len(conds) && out[0] == int64(1) {
+			t.committed(written, out[1:])
+			return true, nil
+		}
 	}
-	t.committed(written, out[1:])
-	return true, nil
+	t.forget(written)
+	return false, fmt.Errorf("redis commit: unexpected reply %v: %w", res.Val(), store.ErrUnavailable)
+}
+
+// cachedWrite is a buffered write to a key the cache keeps: value key vk
+// and what was written.
+type cachedWrite struct {
+	vk string
+	e  entry
 }
 
 // forget drops from the cache the keys the transaction read, one of which
-// was stale, and the keys in written, which the commit may or may not
-// have written.
-func (t *tx) forget(written []string) {
-	if t.s.cache == nil {
-		return
-	}
+// was stale, and those in written, which the commit may or may not have
+// written.
+func (t *tx) forget(written []cachedWrite) {
 	for k := range t.got {
-		t.s.cache.drop(k)
+		if t.s.caches(k) {
+			t.s.cache.drop(k)
+		}
 	}
-	for _, k := range written {
-		t.s.cache.drop(k)
+	for _, w := range written {
+		t.s.cache.drop(w.vk)
 	}
 }
 
-// committed tells the cache what the commit wrote: written are the value
-// keys in the order commit listed them and gone says of each DeleteIf, in
-// that order, whether it deleted (1) or left the key as it was (0).
-func (t *tx) committed(written []string, gone []any) {
-	if t.s.cache == nil {
-		return
-	}
-	i := 0
-	for _, o := range t.ov {
-		if store.KeysOnly(o.bucket) {
-			continue
-		}
-		for _, k := range o.keys {
-			vk := written[i]
-			i++
-			if !t.s.caches(vk) {
-				continue
-			}
-			// A Delete's key is forgotten rather than remembered as
-			// missing: it is mostly a record's id, gone for good. A
-			// DeleteIf removes an index entry, whose key (an endpoint)
-			// is looked up again, so the miss is worth remembering.
-			switch e, _ := o.get(k); {
-			case e.cond && gone[0] == int64(1):
-				t.s.cache.put(vk, nil, false)
-				gone = gone[1:]
-			case e.cond: // it holds something else, unknown here
-				t.s.cache.drop(vk)
-				gone = gone[1:]
-			case e.deleted:
-				t.s.cache.drop(vk)
-			default:
-				t.s.cache.put(vk, e.value, false)
-			}
+// committed tells the cache what the commit wrote; gone says of each
+// DeleteIf, in the order of written, whether it deleted (1) or left the
+// key as it was (0). A Delete's key is forgotten rather than remembered
+// as missing: it is mostly a record's id, gone for good. A DeleteIf
+// removes an index entry, whose key (an endpoint) is looked up again, so
+// the miss is worth remembering.
+func (t *tx) committed(written []cachedWrite, gone []any) {
+	for _, w := range written {
+		switch {
+		case w.e.cond && gone[0] == int64(1):
+			t.s.cache.put(w.vk, nil, false)
+			gone = gone[1:]
+		case w.e.cond: // it holds something else, unknown here
+			t.s.cache.drop(w.vk)
+			gone = gone[1:]
+		case w.e.deleted:
+			t.s.cache.drop(w.vk)
+		default:
+			t.s.cache.put(w.vk, w.e.value, false)
 		}
 	}
 }
