@@ -100,6 +100,26 @@ func (p *rawPeer) exchange(b []byte) []byte {
 	return nil
 }
 
+// exchangeOnce is exchange for a request the server answers once and
+// then from its duplicate cache: the answers to resends that crossed the
+// first answer are read and must equal it byte for byte, so the next read
+// sees only what comes after.
+func (p *rawPeer) exchangeOnce(b []byte) []byte {
+	p.t.Helper()
+	first := bytes.Clone(p.exchange(b))
+	buf := make([]byte, 2048)
+	for {
+		_ = p.conn.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
+		n, err := p.conn.Read(buf)
+		if err != nil {
+			return first
+		}
+		if !bytes.Equal(buf[:n], first) {
+			p.t.Fatalf("answers to one message ID differ:\n%x\n%x", first, buf[:n])
+		}
+	}
+}
+
 // recv returns the next datagram, failing the test after 5s.
 func (p *rawPeer) recv() []byte {
 	p.t.Helper()
