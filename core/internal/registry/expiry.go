@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -57,21 +58,37 @@ func (r *Registry) expire(ctx context.Context, now time.Time) (int, error) {
 	}
 }
 
-// expiredKeys lists up to expiryBatch index keys due by now. It reads in a
-// View so that, on Redis, the write transaction does not watch the whole
-// index (every Register writes to it).
+// expiredKeys lists up to expiryBatch index keys due by now, and keys an
+// earlier version wrote (see carryExpiryKey). The index orders keys by
+// tenant, then time: a scan takes a tenant's keys while they are due and
+// then moves on to the next tenant's, so it reads the due keys and one more
+// per tenant. It reads in a View so that, on Redis, the write transaction
+// does not watch the whole index (every Register writes to it).
 func (r *Registry) expiredKeys(ctx context.Context, now time.Time) ([]string, error) {
-	limit := expiryKey(now.UnixMilli(), "~") // '~' sorts after every id character
+	due := fmt.Sprintf("%013d/~", now.UnixMilli()) // '~' sorts after every id character
 	var keys []string
 	err := r.st.View(ctx, func(tx store.Tx) error {
 		keys = keys[:0]
-		return tx.Scan(bucketExp, "", "", func(k string, _ []byte) error {
-			if k > limit || len(keys) == expiryBatch {
-				return store.ErrStop
+		for from := ""; len(keys) < expiryBatch; {
+			next := ""
+			err := tx.Scan(bucketExp, "", from, func(k string, _ []byte) error {
+				tenant, rest, _ := strings.Cut(k, "/")
+				if _, _, legacy := splitLegacyExpiryKey(k); !legacy && rest > due {
+					next = tenant + "0" // past the tenant's keys: '0' follows '/'
+					return store.ErrStop
+				}
+				keys = append(keys, k)
+				if len(keys) == expiryBatch {
+					return store.ErrStop
+				}
+				return nil
+			})
+			if err != nil || next == "" {
+				return err
 			}
-			keys = append(keys, k)
-			return nil
-		})
+			from = next
+		}
+		return nil
 	})
 	return keys, err
 }
@@ -83,7 +100,13 @@ func (r *Registry) removeExpired(ctx context.Context, keys []string, now time.Ti
 	err := r.st.Update(ctx, func(tx store.Tx) error {
 		removed = removed[:0]
 		for _, k := range keys {
-			ms, id, ok := splitExpiryKey(k)
+			if ms, id, ok := splitLegacyExpiryKey(k); ok {
+				if err := carryExpiryKey(tx, k, ms, id); err != nil {
+					return err
+				}
+				continue
+			}
+			_, ms, id, ok := splitExpiryKey(k)
 			if !ok {
 				if err := tx.Delete(bucketExp, k); err != nil {
 					return err
@@ -126,11 +149,49 @@ func (r *Registry) removeExpired(ctx context.Context, keys []string, now time.Ti
 	return removed, nil
 }
 
-func splitExpiryKey(k string) (ms int64, id string, ok bool) {
-	t, id, ok := strings.Cut(k, "/")
-	if !ok || id == "" {
+// splitExpiryKey splits an expiryKey.
+func splitExpiryKey(k string) (tenant string, ms int64, id string, ok bool) {
+	tenant, rest, _ := strings.Cut(k, "/")
+	t, id, _ := strings.Cut(rest, "/")
+	if tenant == "" || id == "" || strings.ContainsRune(id, '/') || len(t) != 13 {
+		return "", 0, "", false
+	}
+	ms, err := strconv.ParseInt(t, 10, 64)
+	return tenant, ms, id, err == nil
+}
+
+// splitLegacyExpiryKey splits a key of the expiry index as versions before
+// the tenant joined it wrote them: zero-padded Unix ms + "/" + id.
+func splitLegacyExpiryKey(k string) (ms int64, id string, ok bool) {
+	t, id, _ := strings.Cut(k, "/")
+	if len(t) != 13 || id == "" || strings.ContainsRune(id, '/') {
 		return 0, "", false
 	}
 	ms, err := strconv.ParseInt(t, 10, 64)
 	return ms, id, err == nil
+}
+
+// carryExpiryKey replaces the legacy expiry key k of registration id, and
+// the registration's entry in the tenant index of those versions, with
+// its expiryKey. RebuildIndexes carries the keys over at start-up; the
+// expiry scan carries those that a node of an earlier version wrote while
+// sharing a Redis with this one.
+func carryExpiryKey(tx store.Tx, k string, ms int64, id string) error {
+	if err := tx.Delete(bucketExp, k); err != nil {
+		return err
+	}
+	reg, err := getReg(tx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, errCorrupt):
+		return tx.Delete(bucketReg, id) // as removeExpired drops them
+	case err != nil:
+		return err
+	}
+	if err := tx.Delete(bucketTenantV2, reg.Tenant+"/"+id); err != nil {
+		return err
+	}
+	if reg.Expiry != ms { // an Update moved it; its later key is carried or current
+		return nil
+	}
+	return tx.Put(bucketExp, reg.expiryKey(), nil)
 }

@@ -20,20 +20,29 @@ var IndexBuckets = []string{bucketEp, bucketAddr}
 // rebuildBatch is how many registrations one rebuild transaction indexes.
 const rebuildBatch = 1000
 
-// bucketTenantV1 is the tenant index of earlier versions: tenant + "/" +
-// endpoint → id. Its random keys cost the embedded store a page per
-// Register; RebuildIndexes carries it over to bucketTenant.
-const bucketTenantV1 = "reg_tn"
+// The tenant indexes of earlier versions, which the expiry index now
+// serves as: tenant + "/" + endpoint → id (its random keys cost the
+// embedded store a page per Register), then tenant + "/" + id.
+// RebuildIndexes empties them.
+const (
+	bucketTenantV1 = "reg_tn"
+	bucketTenantV2 = store.KeysOnlyPrefix + "reg_tn_id"
+)
 
-// RebuildIndexes carries the tenant index of an earlier version over to
-// the current layout, then refills the IndexBuckets that st keeps in memory
+// RebuildIndexes carries the indexes of earlier versions over to the
+// current layout, then refills the IndexBuckets that st keeps in memory
 // from the stored registrations. It returns how many registrations it
 // indexed; on a store that keeps the IndexBuckets durably (Redis) that is
 // none. It must run before the store serves Registers: the server calls
 // it at start-up.
 func RebuildIndexes(ctx context.Context, st store.Store) (int, error) {
-	if err := carryTenantIndex(ctx, st); err != nil {
-		return 0, fmt.Errorf("carry over the tenant index: %w", err)
+	if err := carryExpiryKeys(ctx, st); err != nil {
+		return 0, fmt.Errorf("carry over the expiry index: %w", err)
+	}
+	for _, b := range []string{bucketTenantV1, bucketTenantV2} {
+		if err := emptyBucket(ctx, st, b); err != nil {
+			return 0, fmt.Errorf("drop the old tenant index: %w", err)
+		}
 	}
 	inMemory := false
 	for _, b := range IndexBuckets {
@@ -46,7 +55,7 @@ func RebuildIndexes(ctx context.Context, st store.Store) (int, error) {
 	var ids []string
 	err := st.View(ctx, func(tx store.Tx) error {
 		return tx.Scan(bucketExp, "", "", func(k string, _ []byte) error {
-			if _, id, ok := splitExpiryKey(k); ok {
+			if _, _, id, ok := splitExpiryKey(k); ok {
 				ids = append(ids, id)
 			}
 			return nil
@@ -113,19 +122,25 @@ func index(tx store.Tx, bucket, key string, reg indexed) error {
 	return tx.Put(bucket, key, []byte(reg.ID))
 }
 
-// carryTenantIndex moves bucketTenantV1's entries to bucketTenant in
-// batches, each in one transaction, so that a crash in between leaves the
-// rest for the next start.
-func carryTenantIndex(ctx context.Context, st store.Store) error {
+// carryExpiryKeys replaces the expiry keys of earlier versions (see
+// carryExpiryKey) in batches, each in one transaction, so that a crash in
+// between leaves the rest for the next start. Those keys begin with a
+// digit, so they are found below ':' (tenant ids begin with a letter;
+// one with a digit is scanned too, and skipped).
+func carryExpiryKeys(ctx context.Context, st store.Store) error {
+	from := ""
 	for {
-		var keys, ids []string
+		var keys []string
 		err := st.View(ctx, func(tx store.Tx) error {
-			keys, ids = keys[:0], ids[:0]
-			return tx.Scan(bucketTenantV1, "", "", func(k string, v []byte) error {
-				if len(keys) == rebuildBatch {
+			keys = keys[:0]
+			return tx.Scan(bucketExp, "", from, func(k string, _ []byte) error {
+				if len(keys) == rebuildBatch || k >= ":" {
 					return store.ErrStop
 				}
-				keys, ids = append(keys, k), append(ids, string(v))
+				if _, _, ok := splitLegacyExpiryKey(k); ok {
+					keys = append(keys, k)
+				}
+				from = k + "\x00"
 				return nil
 			})
 		})
@@ -133,17 +148,40 @@ func carryTenantIndex(ctx context.Context, st store.Store) error {
 			return err
 		}
 		err = st.Update(ctx, func(tx store.Tx) error {
-			for i, k := range keys {
-				reg, err := getReg(tx, ids[i])
-				switch {
-				case err == nil:
-					if err := tx.Put(bucketTenant, reg.Tenant+"/"+reg.ID, nil); err != nil {
-						return err
-					}
-				case !errors.Is(err, store.ErrNotFound): // a gone registration's entry just goes
+			for _, k := range keys {
+				ms, id, _ := splitLegacyExpiryKey(k)
+				if err := carryExpiryKey(tx, k, ms, id); err != nil {
 					return err
 				}
-				if err := tx.Delete(bucketTenantV1, k); err != nil {
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// emptyBucket deletes bucket's keys in batches of one transaction each.
+func emptyBucket(ctx context.Context, st store.Store, bucket string) error {
+	for {
+		var keys []string
+		err := st.View(ctx, func(tx store.Tx) error {
+			keys = keys[:0]
+			return tx.Scan(bucket, "", "", func(k string, _ []byte) error {
+				if len(keys) == rebuildBatch {
+					return store.ErrStop
+				}
+				keys = append(keys, k)
+				return nil
+			})
+		})
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		err = st.Update(ctx, func(tx store.Tx) error {
+			for _, k := range keys {
+				if err := tx.Delete(bucket, k); err != nil {
 					return err
 				}
 			}

@@ -158,27 +158,54 @@ func TestRDPath(t *testing.T) {
 }
 
 func TestExpiryKey(t *testing.T) {
-	k := expiryKey(1700000000123, "abcdefghij")
-	if k != "1700000000123/abcdefghij" {
+	k := expiryKey("t1", 1700000000123, "abcdefghij")
+	if k != "t1/1700000000123/abcdefghij" {
 		t.Errorf("key %q", k)
 	}
-	if expiryKey(999, "z") >= expiryKey(1000, "a") {
-		t.Error("keys do not sort by time")
+	if expiryKey("t1", 999, "z") >= expiryKey("t1", 1000, "a") {
+		t.Error("a tenant's keys do not sort by time")
+	}
+	if k := expiryKey("t1", 999, "z"); k >= "t10" || k < "t1/" {
+		t.Errorf("key %q is outside its tenant's range", k)
 	}
 	tests := []struct {
+		key    string
+		tenant string
+		ms     int64
+		id     string
+		wantOK bool
+	}{
+		{"t1/0000000000999/x", "t1", 999, "x", true},
+		{"0000000000999/x", "", 0, "", false}, // legacy
+		{"garbage", "", 0, "", false},
+		{"t1/12/x", "", 0, "", false},
+		{"t1/0000000000999/", "", 0, "", false},
+		{"/0000000000999/x", "", 0, "", false},
+		{"t1/0000000000999/x/y", "", 0, "", false},
+		{"t1/abcdefghijklm/x", "", 0, "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key, func(t *testing.T) {
+			tenant, ms, id, ok := splitExpiryKey(tc.key)
+			if ok != tc.wantOK || (ok && (tenant != tc.tenant || ms != tc.ms || id != tc.id)) {
+				t.Errorf("got %q %d %q %v", tenant, ms, id, ok)
+			}
+		})
+	}
+	legacy := []struct {
 		key    string
 		ms     int64
 		id     string
 		wantOK bool
 	}{
 		{"0000000000999/x", 999, "x", true},
-		{"garbage", 0, "", false},
-		{"12/", 0, "", false},
-		{"abc/x", 0, "", false},
+		{"t1/0000000000999/x", 0, "", false},
+		{"12/x", 0, "", false},
+		{"0000000000999/", 0, "", false},
 	}
-	for _, tc := range tests {
-		t.Run(tc.key, func(t *testing.T) {
-			ms, id, ok := splitExpiryKey(tc.key)
+	for _, tc := range legacy {
+		t.Run("legacy "+tc.key, func(t *testing.T) {
+			ms, id, ok := splitLegacyExpiryKey(tc.key)
 			if ok != tc.wantOK || (ok && (ms != tc.ms || id != tc.id)) {
 				t.Errorf("got %d %q %v", ms, id, ok)
 			}

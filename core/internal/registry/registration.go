@@ -69,12 +69,13 @@ func (r *Registration) Objects() ([]lwm2m.Link, error) {
 	return links, nil
 }
 
-// expiryKey is the registration's key in the expiry index: zero-padded
-// Unix milliseconds so that keys sort by time, then the id.
+// expiryKey is the registration's key in the expiry index: its tenant,
+// then zero-padded Unix milliseconds so that a tenant's keys sort by time,
+// then the id.
 func (r *Registration) expiryKey() string {
-	return expiryKey(r.Expiry, r.ID)
+	return expiryKey(r.Tenant, r.Expiry, r.ID)
 }
 
-func expiryKey(ms int64, id string) string {
-	return fmt.Sprintf("%013d/%s", ms, id)
+func expiryKey(tenant string, ms int64, id string) string {
+	return fmt.Sprintf("%s/%013d/%s", tenant, ms, id)
 }

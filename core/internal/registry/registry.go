@@ -18,21 +18,25 @@ import (
 // Store layout. Every write of a registration touches these in one
 // store.Update, so a reader never sees half of it, also with several server
 // nodes sharing a Redis. Buckets only looked up by key are unordered; the
-// two scanned indexes are keys-only (on Redis a sorted set and nothing
-// else: a Register writes three values, not five).
+// scanned index is keys-only (on Redis a sorted set and nothing else: a
+// Register writes three values and one index entry).
+//
+// The expiry index is also each tenant's list of registrations: its keys
+// begin with the tenant. One entry per registration instead of an expiry
+// entry and a tenant entry saved a Register and a De-register on Redis a
+// sorted-set write each (see RATIONALE.md).
 const (
-	bucketReg    = store.UnorderedPrefix + "reg"      // id → Registration JSON
-	bucketEp     = store.UnorderedPrefix + "reg_ep"   // endpoint → id
-	bucketExp    = store.KeysOnlyPrefix + "reg_exp"   // expiryKey: zero-padded Unix ms + "/" + id
-	bucketTenant = store.KeysOnlyPrefix + "reg_tn_id" // tenant + "/" + id, for List: ids begin with the time, so a Register appends to its tenant's range
-	bucketAddr   = store.UnorderedPrefix + "reg_addr" // peer "ip:port" → id of the latest registration from there
+	bucketReg  = store.UnorderedPrefix + "reg"      // id → Registration JSON
+	bucketEp   = store.UnorderedPrefix + "reg_ep"   // endpoint → id
+	bucketExp  = store.KeysOnlyPrefix + "reg_exp"   // expiryKey: tenant + "/" + zero-padded Unix ms + "/" + id
+	bucketAddr = store.UnorderedPrefix + "reg_addr" // peer "ip:port" → id of the latest registration from there
 )
 
 // Renamed lists the buckets of earlier versions that MoveBuckets carries
 // over to this layout at start-up.
 var Renamed = []store.Rename{
 	{From: "reg", To: bucketReg}, {From: "reg_ep", To: bucketEp}, {From: "reg_addr", To: bucketAddr},
-	{From: "reg_exp", To: bucketExp}, {From: "reg_tn_id", To: bucketTenant},
+	{From: "reg_exp", To: bucketExp}, {From: "reg_tn_id", To: bucketTenantV2},
 }
 
 // DeviceRef names the platform device an endpoint belongs to, and says
@@ -74,16 +78,20 @@ type Directory interface {
 // registration (until the expiry scan removes it, up to
 // Options.ExpiryInterval after its lifetime and grace ran out). Two
 // tenants may hold devices with one endpoint (only one of them connects),
-// so the endpoint's registration must also be in tenant's index.
+// so the endpoint's registration must also be tenant's.
 func IsRegistered(tx store.Tx, tenant, endpoint string) (bool, error) {
 	id, err := tx.Get(bucketEp, endpoint)
+	var reg *Registration
 	if err == nil {
-		_, err = tx.Get(bucketTenant, tenant+"/"+string(id))
+		reg, err = getReg(tx, string(id))
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	return reg.Tenant == tenant, nil
 }
 
 // Listener is told about registrations coming and going. Calls for one
@@ -258,11 +266,9 @@ func putReg(tx store.Tx, reg *Registration, data []byte) error {
 		return err
 	}
 	if reg.Address != "" {
-		if err := tx.Put(bucketAddr, reg.Address, []byte(reg.ID)); err != nil {
-			return err
-		}
+		return tx.Put(bucketAddr, reg.Address, []byte(reg.ID))
 	}
-	return tx.Put(bucketTenant, reg.Tenant+"/"+reg.ID, nil)
+	return nil
 }
 
 // deleteIfOwned removes key from an index bucket if it still names id: a
@@ -281,9 +287,6 @@ func deleteReg(tx store.Tx, reg *Registration) error {
 		return err
 	}
 	if err := tx.Delete(bucketExp, reg.expiryKey()); err != nil {
-		return err
-	}
-	if err := tx.Delete(bucketTenant, reg.Tenant+"/"+reg.ID); err != nil {
 		return err
 	}
 	if err := deleteIfOwned(tx, bucketEp, reg.Endpoint, reg.ID); err != nil {
@@ -321,6 +324,9 @@ func (r *Registry) register(ctx context.Context, reg *Registration, admit func(D
 		}
 		if err != nil {
 			return err
+		}
+		if strings.ContainsRune(ref.Tenant, '/') { // it heads the registration's expiry key
+			return fmt.Errorf("device of endpoint %q: tenant id %q holds a '/'", reg.Endpoint, ref.Tenant)
 		}
 		reg.Tenant, reg.DeviceID, reg.DeviceAwake = ref.Tenant, ref.DeviceID, millisPtr(ref.AwakeTime)
 		r.touch(reg, reg.RegisteredAt)
@@ -489,8 +495,10 @@ func (r *Registry) List(ctx context.Context, tenant string) ([]*Registration, er
 	err := r.st.View(ctx, func(tx store.Tx) error {
 		regs = regs[:0]
 		var ids []string
-		err := tx.Scan(bucketTenant, tenant+"/", "", func(k string, _ []byte) error {
-			ids = append(ids, k[len(tenant)+1:])
+		err := tx.Scan(bucketExp, tenant+"/", "", func(k string, _ []byte) error {
+			if _, _, id, ok := splitExpiryKey(k); ok {
+				ids = append(ids, id)
+			}
 			return nil
 		})
 		if err != nil {

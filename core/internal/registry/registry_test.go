@@ -34,12 +34,13 @@ func TestRegistryIntegration(t *testing.T) {
 				{"retransmitted_con", testRetransmittedCON},
 				{"reregister_replaces", testReregisterReplaces},
 				{"expiry_exactly_once", testExpiryExactlyOnce},
+				{"expiry_across_tenants", testExpiryAcrossTenants},
 				{"queue_mode", testQueueMode},
 				{"blockwise_register", testBlockwiseRegister},
 				{"store_failure", testStoreFailure},
 				{"list_and_remove", testListAndRemove},
 				{"indexes_after_restart", testIndexesAfterRestart},
-				{"tenant_index_of_earlier_version", testTenantIndexOfEarlierVersion},
+				{"indexes_of_earlier_versions", testIndexesOfEarlierVersions},
 			}
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) { c.fn(t, b) })
@@ -429,6 +430,62 @@ func testExpiryExactlyOnce(t *testing.T, b backend) {
 	}
 }
 
+// testExpiryAcrossTenants: the expiry index orders keys by tenant, then
+// time, so the scan must step past a tenant's live registrations to reach
+// the next tenant's due ones.
+func testExpiryAcrossTenants(t *testing.T, b backend) {
+	st, _ := b.open(t)
+	opts := Options{ExpiryGrace: 100 * time.Millisecond, ExpiryInterval: 20 * time.Millisecond}
+	h := newHarness(t, st, opts)
+	devices := []struct {
+		ep, tenant string
+		short      bool
+	}{
+		{"a-long", "t1", false}, {"b-short", "t10", true}, {"c-long", "t2", false},
+		{"c-short", "t2", true}, {"d-short", "t3", true}, {"d-long", "t3", false},
+	}
+	shorts := map[string]bool{}
+	for _, d := range devices {
+		h.dir.add(d.ep, d.tenant, d.ep)
+		lt := "3600"
+		if d.short {
+			lt = "1"
+			shorts[d.ep] = true
+		}
+		h.device(t).mustRegister("ep="+d.ep+"&lt="+lt, "</3/0>")
+		h.events.next(t)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = h.reg.Run(ctx) }()
+	for len(shorts) > 0 {
+		e := h.events.next(t)
+		if e.kind != "deregistered" || !e.expired || !shorts[e.reg.Endpoint] {
+			t.Fatalf("event %s expired=%v %s, want the expiry of one of %v", e.kind, e.expired, e.reg.Endpoint, shorts)
+		}
+		delete(shorts, e.reg.Endpoint)
+	}
+	h.events.none(t, 200*time.Millisecond)
+	for _, d := range devices {
+		_, err := h.reg.ByEndpoint(context.Background(), d.ep)
+		if d.short {
+			mustNotFound(t, err)
+		} else if err != nil {
+			t.Errorf("%s of %s: %v", d.ep, d.tenant, err)
+		}
+	}
+	for tenant, want := range map[string][]string{"t1": {"a-long"}, "t10": nil, "t2": {"c-long"}, "t3": {"d-long"}} {
+		regs, err := h.reg.List(context.Background(), tenant)
+		var eps []string
+		for _, r := range regs {
+			eps = append(eps, r.Endpoint)
+		}
+		if err != nil || !slices.Equal(eps, want) {
+			t.Errorf("List(%s) = %v, %v; want %v", tenant, eps, err, want)
+		}
+	}
+}
+
 func testQueueMode(t *testing.T, b backend) {
 	st, _ := b.open(t)
 	const awake = 45 * time.Second
@@ -654,20 +711,60 @@ func testIndexesAfterRestart(t *testing.T, b backend) {
 	mustNotFound(t, err)
 }
 
-// testTenantIndexOfEarlierVersion starts on a tenant index keyed
-// tenant/endpoint, as earlier versions wrote it.
-func testTenantIndexOfEarlierVersion(t *testing.T, b backend) {
+// testIndexesOfEarlierVersions starts on the expiry keys and tenant
+// indexes earlier versions wrote: RebuildIndexes carries the keys over and
+// empties the tenant indexes, and the expiry scan carries the keys a node
+// of an earlier version writes meanwhile.
+func testIndexesOfEarlierVersions(t *testing.T, b backend) {
 	st, reopen := b.open(t)
-	h := newHarness(t, st, Options{})
+	opts := Options{ExpiryGrace: 100 * time.Millisecond, ExpiryInterval: 20 * time.Millisecond}
+	h := newHarness(t, st, opts)
 	ctx := context.Background()
 	h.dir.add("old-1", "t1", "d1")
+	h.dir.add("old-2", "t1", "d2")
 	id := h.device(t).mustRegister("ep=old-1", "</3/0>")
 	h.events.next(t)
-	err := st.Update(ctx, func(tx store.Tx) error {
-		if err := tx.Delete(bucketTenant, "t1/"+id); err != nil {
-			return err
+	// as an earlier version wrote it
+	legacy := func(id string) {
+		t.Helper()
+		err := st.Update(ctx, func(tx store.Tx) error {
+			reg, err := getReg(tx, id)
+			if err != nil {
+				return err
+			}
+			if err := tx.Delete(bucketExp, reg.expiryKey()); err != nil {
+				return err
+			}
+			if err := tx.Put(bucketExp, fmt.Sprintf("%013d/%s", reg.Expiry, id), nil); err != nil {
+				return err
+			}
+			if err := tx.Put(bucketTenantV2, "t1/"+id, nil); err != nil {
+				return err
+			}
+			return tx.Put(bucketTenantV1, "t1/"+reg.Endpoint, []byte(id))
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if err := tx.Put(bucketTenantV1, "t1/old-1", []byte(id)); err != nil {
+	}
+	// A node of the earlier version, sharing the store, registers a device
+	// that then expires: the scan carries its key over and removes it.
+	short := h.device(t).mustRegister("ep=old-2&lt=1", "</3/0>")
+	h.events.next(t)
+	legacy(short)
+	runCtx, cancel := context.WithCancel(ctx)
+	go func() { _ = h.reg.Run(runCtx) }()
+	if e := h.events.next(t); e.kind != "deregistered" || !e.expired || e.reg.ID != short {
+		t.Fatalf("event %s expired=%v %s, want %s expired", e.kind, e.expired, e.reg.ID, short)
+	}
+	cancel()
+	if _, err := h.reg.ByEndpoint(ctx, "old-1"); err != nil {
+		t.Errorf("old-1 after the scan: %v", err)
+	}
+
+	legacy(id)
+	err := st.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Put(bucketExp, "0000000000001/no-such-registration", nil); err != nil {
 			return err
 		}
 		return tx.Put(bucketTenantV1, "t1/gone", []byte("no-such-registration"))
@@ -679,16 +776,25 @@ func testTenantIndexOfEarlierVersion(t *testing.T, b backend) {
 	if _, err := RebuildIndexes(ctx, st); err != nil {
 		t.Fatal(err)
 	}
-	regs, err := New(st, h.dir, Options{}).List(ctx, "t1")
+	regs, err := New(st, h.dir, opts).List(ctx, "t1")
 	if err != nil || len(regs) != 1 || regs[0].ID != id {
 		t.Fatalf("List after the upgrade = %v, %v; want %s", regs, err, id)
 	}
+	var keys []string
 	err = st.View(ctx, func(tx store.Tx) error {
-		return tx.Scan(bucketTenantV1, "", "", func(k string, _ []byte) error {
-			return fmt.Errorf("old index still holds %q", k)
-		})
+		for _, b := range []string{bucketExp, bucketTenantV1, bucketTenantV2} {
+			err := tx.Scan(b, "", "", func(k string, _ []byte) error {
+				keys = append(keys, b+" "+k)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || len(keys) != 1 || keys[0] != bucketExp+" "+regs[0].expiryKey() {
+		t.Fatalf("index keys after the upgrade = %q, %v; want the expiry key of %s alone", keys, err, id)
 	}
+
 }

@@ -117,9 +117,10 @@ func TestStoreOfEarlierVersion(t *testing.T) {
 				return err
 			}
 			err = cur.ForEach(func(k, v []byte) error {
-				if r.From == "reg_exp" { // the expiry index named the id in its value too
-					_, id, _ := strings.Cut(string(k), "/")
-					v = []byte(id)
+				if r.From == "reg_exp" { // keyed ms/id, without the tenant; the value named the id too
+					_, key, _ := strings.Cut(string(k), "/")
+					_, id, _ := strings.Cut(key, "/")
+					k, v = []byte(key), []byte(id)
 				}
 				return old.Put(k, v)
 			})
@@ -130,23 +131,18 @@ func TestStoreOfEarlierVersion(t *testing.T) {
 				return err
 			}
 		}
-		// the tenant index was keyed tenant/endpoint
+		// and there was a tenant index, keyed tenant/endpoint
 		old, err := tx.CreateBucket([]byte("reg_tn"))
 		if err != nil {
 			return err
 		}
-		err = tx.Bucket([]byte("reg_tn_id")).ForEach(func(k, _ []byte) error {
-			tenant, id, _ := strings.Cut(string(k), "/")
-			var reg struct{ Endpoint string }
-			if err := json.Unmarshal(tx.Bucket([]byte("reg")).Get([]byte(id)), &reg); err != nil {
+		return tx.Bucket([]byte("reg")).ForEach(func(k, v []byte) error {
+			var reg struct{ Endpoint, Tenant string }
+			if err := json.Unmarshal(v, &reg); err != nil {
 				return err
 			}
-			return old.Put([]byte(tenant+"/"+reg.Endpoint), []byte(id))
+			return old.Put([]byte(reg.Tenant+"/"+reg.Endpoint), k)
 		})
-		if err != nil {
-			return err
-		}
-		return tx.DeleteBucket([]byte("reg_tn_id"))
 	})
 	db.Close()
 	if err != nil {
