@@ -45,8 +45,20 @@ type Options struct {
 	// Rescan is how often every queue is looked at again, to pick up
 	// operations created on another node sharing the store.
 	Rescan time.Duration
+	// Shared says that other nodes run operations from the same store
+	// (Redis). An operation found EXECUTING at start-up may then be
+	// another node's, still running: it is failed only once its claim
+	// ran out (see abandoned). A node alone on its store (the embedded
+	// one) fails every operation it finds EXECUTING at start-up.
+	Shared bool
 	Logger *slog.Logger
 }
+
+// claimGrace is how long past the request timeout an operation may stay
+// EXECUTING before it counts as abandoned by a node that stopped. A node
+// finishes it within the timeout and one store write; the grace also
+// covers the clocks of nodes differing a little.
+const claimGrace = 10 * time.Second
 
 // Runner executes queued operations. It is a registry.Listener: a device
 // registering or updating runs its queue. Safe for concurrent use.
@@ -105,23 +117,22 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Runner) sweep(ctx context.Context, recover bool) {
+func (r *Runner) sweep(ctx context.Context, start bool) {
 	devs, err := r.repo.Devices(ctx)
 	if err != nil {
 		r.log.Warn("cannot list operation queues", "err", err)
 		return
 	}
 	for _, d := range devs {
-		if recover {
+		if start && !r.opts.Shared {
 			r.failInterrupted(ctx, d[0], d[1])
 		}
-		r.Kick(d[0], d[1])
+		r.Kick(d[0], d[1]) // drain fails the abandoned ones
 	}
 }
 
-// failInterrupted fails operations a crashed or stopped process left in
-// EXECUTING: whether the device applied them is unknown, so they are not
-// silently repeated.
+// failInterrupted fails the operations of a device that an earlier
+// process on this store left EXECUTING.
 func (r *Runner) failInterrupted(ctx context.Context, tenant, deviceID string) {
 	ops, err := r.repo.Queue(ctx, tenant, deviceID)
 	if err != nil {
@@ -129,12 +140,25 @@ func (r *Runner) failInterrupted(ctx context.Context, tenant, deviceID string) {
 	}
 	for _, op := range ops {
 		if op.Status == Executing {
-			_, _ = r.repo.Transition(ctx, tenant, op.ID, []Status{Executing}, func(o *Operation) {
-				o.Status = Failed
-				o.FailureReason = "the server stopped while the operation was executing; whether the device applied it is unknown"
-			})
+			r.failStopped(ctx, op)
 		}
 	}
+}
+
+// abandoned reports whether op is EXECUTING for longer than the node that
+// claimed it could have been running it.
+func (r *Runner) abandoned(op *Operation, now time.Time) bool {
+	return op.Status == Executing && now.Sub(op.LastUpdated) > r.opts.Timeout+claimGrace
+}
+
+// failStopped fails an operation whose node stopped while executing it:
+// whether the device applied it is unknown, so it is not silently
+// repeated. The transition checks it is still EXECUTING.
+func (r *Runner) failStopped(ctx context.Context, op *Operation) {
+	_, _ = r.repo.Transition(ctx, op.Tenant, op.ID, []Status{Executing}, func(o *Operation) {
+		o.Status = Failed
+		o.FailureReason = "the server stopped while the operation was executing; whether the device applied it is unknown"
+	})
 }
 
 func queueKey(tenant, deviceID string) string { return tenant + "/" + deviceID }
@@ -211,17 +235,30 @@ func (r *Runner) drain(ctx context.Context, tenant, deviceID string) bool {
 	if len(ops) == 0 {
 		return true
 	}
+	now := time.Now()
+	pending := ops[:0]
+	for _, op := range ops {
+		switch {
+		case op.Status == Pending:
+			pending = append(pending, op)
+		case r.abandoned(op, now):
+			r.failStopped(ctx, op)
+		default:
+			// Another node is executing it. That node runs the rest of
+			// the queue after it, so the device gets one at a time, in
+			// order; this node looks again at the next rescan, Register
+			// or Update.
+			return false
+		}
+	}
 	ep, err := r.eps.Endpoint(ctx, tenant, deviceID)
 	if err != nil {
-		for _, op := range ops {
+		for _, op := range pending {
 			r.finish(ctx, op, "", fmt.Errorf("device %s has no lwm2m endpoint: %w", deviceID, err))
 		}
 		return true
 	}
-	for _, op := range ops {
-		if op.Status != Pending {
-			continue
-		}
+	for _, op := range pending {
 		cmd, err := ParseCommand(op.Command.Text)
 		if err != nil {
 			r.finish(ctx, op, "", err)

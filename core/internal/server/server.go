@@ -205,6 +205,7 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	}
 	s.runner = operation.NewRunner(repo, s.device, s.platform, models, operation.Options{
 		Timeout: cfg.RequestTimeout, Logger: log,
+		Shared: !strings.HasPrefix(cfg.Store, "bolt:"), // other nodes may share a Redis
 	})
 	// order matters: observations are dropped and the connection status set
 	// before queued operations run against the new registration
