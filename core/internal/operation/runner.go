@@ -42,8 +42,9 @@ type Endpoints interface {
 type Options struct {
 	// Timeout bounds one device request (the -request-timeout flag).
 	Timeout time.Duration
-	// Rescan is how often every queue is looked at again, to pick up
-	// operations created on another node sharing the store.
+	// Rescan is how often every queue is looked at again when Shared, to
+	// pick up operations created on another node. A node alone on its
+	// store knows every operation, so it does not rescan.
 	Rescan time.Duration
 	// Shared says that other nodes run operations from the same store
 	// (Redis). An operation found EXECUTING at start-up may then be
@@ -98,20 +99,24 @@ func NewRunner(repo *Repo, dev Device, eps Endpoints, types codec.TypeResolver, 
 }
 
 // Run recovers operations left EXECUTING by a previous process, then kicks
-// every queue now and every Rescan until ctx ends.
+// every queue now and, when Shared, every Rescan until ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.ctx = ctx
 	r.mu.Unlock()
 	r.sweep(ctx, true)
-	t := time.NewTicker(r.opts.Rescan)
-	defer t.Stop()
+	var rescan <-chan time.Time
+	if r.opts.Shared {
+		t := time.NewTicker(r.opts.Rescan)
+		defer t.Stop()
+		rescan = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			r.wg.Wait()
 			return nil
-		case <-t.C:
+		case <-rescan:
 			r.sweep(ctx, false)
 		}
 	}

@@ -139,3 +139,27 @@ func TestQueueWaitsForAnotherNode(t *testing.T) {
 		t.Fatalf("next operation after the first finished: %s, device got %v", got, dev.requests())
 	}
 }
+
+// TestRescanPicksUpAnotherNodesOperation: an operation created on another
+// node sharing the store (this node is not told) runs at the next rescan.
+func TestRescanPicksUpAnotherNodesOperation(t *testing.T) {
+	repo, _ := openRepo(t)
+	dev := &testDevice{reachable: true}
+	r := NewRunner(repo, dev, endpointOf{}, nil, Options{Timeout: testTimeout, Shared: true, Rescan: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	id := queue(t, repo, "a", "read /3/0/0", time.Time{}) // as another node's API would
+	deadline := time.Now().Add(5 * time.Second)
+	for statusOf(t, repo, id) != Successful {
+		if time.Now().After(deadline) {
+			t.Fatalf("operation created on another node: %s after 5 s of 50 ms rescans, device got %v", statusOf(t, repo, id), dev.requests())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
