@@ -17,10 +17,12 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/lwm2md/lwm2md/core/internal/store"
 	"github.com/lwm2md/lwm2md/core/internal/store/bolt"
 	"github.com/lwm2md/lwm2md/core/internal/store/redis"
+	"github.com/lwm2md/lwm2md/core/internal/store/redis/redistest"
 )
 
 // anyDirectory admits every endpoint, as if the platform knew them all.
@@ -264,28 +266,7 @@ func BenchmarkRebuildIndexes(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	now := time.Now()
-	for i := 0; i < n; i += 1000 {
-		err := st.Update(ctx, func(tx store.Tx) error {
-			for j := i; j < i+1000; j++ {
-				reg := &Registration{ID: fmt.Sprintf("%017d", j), Endpoint: fmt.Sprintf("urn:imei:%015d", j), Tenant: "t1",
-					Lifetime: 3600, Version: "1.1", Binding: "U", Address: fmt.Sprintf("10.%d.%d.%d:5683", j>>16, j>>8&255, j&255),
-					Links: `</>;rt="oma.lwm2m";ct=110,</1/0>,</3/0>,</4/0>,</5/0>,</6/0>,</3303/0>`, RegisteredAt: now, LastUpdate: now}
-				reg.Expiry = now.Add(time.Hour).UnixMilli()
-				data, err := marshalReg(reg)
-				if err != nil {
-					return err
-				}
-				if err := putReg(tx, reg, data); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
+	putRegistrations(b, st, n)
 	st.Close()
 	b.ResetTimer()
 	for b.Loop() {
@@ -304,4 +285,91 @@ func BenchmarkRebuildIndexes(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/rebuild")
+}
+
+// BenchmarkExpirySweep measures the expiry scan every node runs each
+// ExpiryInterval when nothing is due: on Redis it reads one index range
+// per tenant with registrations, so what each read fetches adds up with
+// the tenants (and the nodes). 1,000 tenants of 100 live registrations.
+func BenchmarkExpirySweep(b *testing.B) {
+	const tenants, perTenant = 1000, 100
+	st, _ := openRedis(b)
+	r := New(st, anyDirectory{}, Options{Logger: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	now := time.Now()
+	for t := range tenants {
+		err := st.Update(ctx, func(tx store.Tx) error {
+			for i := range perTenant {
+				reg := &Registration{ID: fmt.Sprintf("%08d%04d", t, i), Tenant: fmt.Sprintf("t%08d", t), Expiry: now.Add(time.Hour).UnixMilli()}
+				if err := tx.Put(bucketExp, reg.expiryKey(), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379", DB: redisDB})
+	defer raw.Close()
+	cpu0 := redistest.UsedCPU(b, raw)
+	for b.Loop() {
+		keys, err := r.expiredKeys(ctx, now)
+		if err != nil || len(keys) != 0 {
+			b.Fatalf("expired keys %d, %v; want none", len(keys), err)
+		}
+	}
+	b.ReportMetric(float64(redistest.UsedCPU(b, raw)-cpu0)/float64(time.Millisecond)/float64(b.N), "redis-ms/sweep")
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/sweep")
+}
+
+// putRegistrations stores n live registrations of tenant t1, 1,000 per
+// transaction, as Registers would.
+func putRegistrations(b *testing.B, st store.Store, n int) {
+	now := time.Now()
+	for i := 0; i < n; i += 1000 {
+		err := st.Update(context.Background(), func(tx store.Tx) error {
+			for j := i; j < min(i+1000, n); j++ {
+				reg := &Registration{ID: fmt.Sprintf("%017d", j), Endpoint: fmt.Sprintf("urn:imei:%015d", j), Tenant: "t1",
+					Lifetime: 3600, Version: "1.1", Binding: "U", Address: fmt.Sprintf("10.%d.%d.%d:5683", j>>16, j>>8&255, j&255),
+					Links: `</>;rt="oma.lwm2m";ct=110,</1/0>,</3/0>,</4/0>,</5/0>,</6/0>,</3303/0>`, RegisteredAt: now, LastUpdate: now}
+				reg.Expiry = now.Add(time.Hour).UnixMilli()
+				data, err := marshalReg(reg)
+				if err != nil {
+					return err
+				}
+				if err := putReg(tx, reg, data); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkList lists a tenant's 10,000 live registrations (GET
+// /lwm2m/registrations), on bolt and on Redis.
+func BenchmarkList(b *testing.B) {
+	const n = 10_000
+	for _, s := range []struct {
+		name string
+		open func(t testing.TB) (store.Store, func() store.Store)
+	}{{"bolt", openBolt}, {"redis", openRedis}} {
+		b.Run(s.name, func(b *testing.B) {
+			st, _ := s.open(b)
+			r := New(st, anyDirectory{}, Options{Logger: slog.New(slog.DiscardHandler)})
+			putRegistrations(b, st, n)
+			for b.Loop() {
+				regs, err := r.List(context.Background(), "t1")
+				if err != nil || len(regs) != n {
+					b.Fatalf("listed %d, %v; want %d", len(regs), err, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/list")
+		})
+	}
 }

@@ -488,6 +488,9 @@ func (r *Registry) ByAddress(ctx context.Context, addr string) (*Registration, e
 	return reg, nil
 }
 
+// listBatch is how many registrations List reads in one go.
+const listBatch = 256
+
 // List returns the live registrations of tenant, ordered by endpoint.
 func (r *Registry) List(ctx context.Context, tenant string) ([]*Registration, error) {
 	var regs []*Registration
@@ -504,7 +507,13 @@ func (r *Registry) List(ctx context.Context, tenant string) ([]*Registration, er
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
+		for i, id := range ids {
+			if i%listBatch == 0 {
+				// on Redis, one round trip per batch instead of per registration
+				for _, id := range ids[i:min(i+listBatch, len(ids))] {
+					store.Prefetch(tx, bucketReg, id)
+				}
+			}
 			reg, err := getReg(tx, id)
 			if errors.Is(err, store.ErrNotFound) {
 				continue

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lwm2md/lwm2md/core/internal/store"
 	"github.com/lwm2md/lwm2md/core/internal/store/redis"
+	"github.com/lwm2md/lwm2md/core/internal/store/redis/redistest"
 	"github.com/lwm2md/lwm2md/core/internal/store/storetest"
 )
 
@@ -506,27 +507,7 @@ func TestOpenIntegration(t *testing.T) {
 func BenchmarkUpdateParallel(b *testing.B) {
 	url, raw := testDB(b, dbBench)
 	s := open(b, url)
-	cpu0 := redisCPU(b, raw)
+	cpu0 := redistest.UsedCPU(b, raw)
 	storetest.BenchUpdateParallel(b, s)
-	b.ReportMetric(float64(redisCPU(b, raw)-cpu0)/float64(time.Microsecond)/float64(b.N), "redis-µs/op")
-}
-
-// redisCPU is the CPU time the Redis server has used so far (INFO cpu).
-func redisCPU(b *testing.B, c *goredis.Client) time.Duration {
-	info, err := c.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total float64
-	for line := range strings.Lines(info) {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				b.Fatalf("INFO cpu: %s: %v", line, err)
-			}
-			total += f
-		}
-	}
-	return time.Duration(total * float64(time.Second))
+	b.ReportMetric(float64(redistest.UsedCPU(b, raw)-cpu0)/float64(time.Microsecond)/float64(b.N), "redis-µs/op")
 }

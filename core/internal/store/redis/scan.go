@@ -29,7 +29,7 @@ func (t *tx) Scan(bucket, prefix, start string, fn func(key string, value []byte
 		return fmt.Errorf("scan %q: %w", bucket, store.ErrUnordered)
 	}
 	from := max(prefix, start)
-	p := &pager{t: t, bucket: bucket, min: "[" + from, max: upperBound(prefix), keep: t.update}
+	p := &pager{t: t, bucket: bucket, min: "[" + from, max: upperBound(prefix), keep: t.update, size: min(firstPage, t.s.pageSize)}
 	if from == "" {
 		p.min = "-"
 	}
@@ -125,11 +125,19 @@ func (t *tx) nextBuffered(bucket, prefix, cursor string, incl bool) (string, []b
 	return "", nil, false
 }
 
+// firstPage is the size of a scan's first page; each later page is twice
+// the one before, up to the store's page size. Many scans stop at their
+// first key or two (the expiry scan reads one key per tenant, a look for
+// an endpoint's observations one at most): a full first page made every
+// one of them fetch hundreds of keys it never used.
+const firstPage = 16
+
 // pager walks a bucket's keys in Redis one page at a time.
 type pager struct {
 	t        *tx
 	bucket   string
 	min, max string // ZRANGEBYLEX bounds of the next page
+	size     int64  // keys in the next page
 	keys     []string
 	vals     [][]byte // nil where the value vanished between the two reads
 	i        int
@@ -165,7 +173,7 @@ func (p *pager) fetch() error {
 	t, ctx := p.t, p.t.ctx
 	var zr *goredis.StringSliceCmd
 	err := t.read("scan", func(pipe goredis.Pipeliner) {
-		zr = pipe.ZRangeByLex(ctx, t.s.indexKey(p.bucket), &goredis.ZRangeBy{Min: p.min, Max: p.max, Count: t.s.pageSize})
+		zr = pipe.ZRangeByLex(ctx, t.s.indexKey(p.bucket), &goredis.ZRangeBy{Min: p.min, Max: p.max, Count: p.size})
 	})
 	if err != nil {
 		return err
@@ -177,9 +185,10 @@ func (p *pager) fetch() error {
 	if p.keep {
 		p.seen = append(p.seen, p.keys...)
 	}
-	if int64(len(p.keys)) < t.s.pageSize {
+	if int64(len(p.keys)) < p.size {
 		p.done = true
 	}
+	p.size = min(2*p.size, t.s.pageSize)
 	if len(p.keys) == 0 {
 		return nil
 	}

@@ -11,7 +11,10 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -49,4 +52,26 @@ func Open(t testing.TB, db int) store.Store {
 	// registered after Spec's cleanup, so it runs first: close, then flush
 	t.Cleanup(func() { _ = st.Close() })
 	return st
+}
+
+// UsedCPU is the CPU time the Redis server of c has used so far (INFO cpu),
+// for benchmarks to report Redis's share of the work.
+func UsedCPU(tb testing.TB, c *goredis.Client) time.Duration {
+	tb.Helper()
+	info, err := c.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for line := range strings.Lines(info) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				tb.Fatalf("INFO cpu: %s: %v", line, err)
+			}
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }
