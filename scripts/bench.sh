@@ -36,8 +36,9 @@ bin/lwm2m-bench registrations -devices "$((devices * 3))" -offered 10000 2>/dev/
 section "Updates of live registrations/s: bolt, Redis, Redis without the node's cache (1,000 devices, 32 in flight; client and server in one process)"
 bench -bench 'BenchmarkUpdate$' -benchtime=20000x -count=3 ./core/internal/registry/
 
-section "Registry reads: an expiry sweep with nothing due on Redis (1,000 tenants of 100 registrations), a tenant's list of 10,000 registrations"
+section "Reads: an expiry sweep with nothing due on Redis (1,000 tenants of 100 registrations), a tenant's 10,000 registrations, a page of 1,000 devices"
 bench -bench 'BenchmarkExpirySweep|BenchmarkList$' -benchtime=20x ./core/internal/registry/
+bench -bench 'BenchmarkListManagedObjects' -benchtime=20x ./core/internal/platform/
 
 section "Memory per idle registered device"
 bin/lwm2m-bench memory -devices "$memdevices" 2>/dev/null

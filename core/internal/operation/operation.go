@@ -126,6 +126,11 @@ func getOp(tx store.Tx, tenant, id string) (*Operation, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeOp(id, b)
+}
+
+// decodeOp decodes operation id as stored.
+func decodeOp(id string, b []byte) (*Operation, error) {
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("decode operation %s: %w", id, err)
@@ -220,13 +225,12 @@ var ErrStale = errors.New("operation changed state meanwhile")
 func (r *Repo) Queue(ctx context.Context, tenant, device string) ([]*Operation, error) {
 	var ops []*Operation
 	err := r.st.View(ctx, func(tx store.Tx) error {
+		ops = ops[:0]
 		prefix := tenant + "/" + device + "/"
-		return tx.Scan(bucketOpDev, prefix, "", func(key string, _ []byte) error {
-			id := strconv.FormatUint(mustUint(key[len(prefix):]), 10)
-			op, err := getOp(tx, tenant, id)
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
+		return store.ScanJoin(tx, bucketOpDev, prefix, "", bucketOp, func(key string) (string, bool) {
+			return opKey(tenant, strconv.FormatUint(mustUint(key[len(prefix):]), 10)), true
+		}, func(key, _ string, b []byte) error {
+			op, err := decodeOp(strconv.FormatUint(mustUint(key[len(prefix):]), 10), b)
 			if err != nil {
 				return err
 			}
@@ -268,14 +272,13 @@ func (r *Repo) List(ctx context.Context, tenant string, f Filter, p Page) ([]*Op
 		if f.DeviceID != "" {
 			bucket, prefix = bucketDevNew, tenant+"/"+f.DeviceID+"/"
 		}
-		return tx.Scan(bucket, prefix, "", func(key string, _ []byte) error {
+		return store.ScanJoin(tx, bucket, prefix, "", bucketOp, func(key string) (string, bool) {
+			return opKey(tenant, idOfRev(key[len(prefix):])), true
+		}, func(key, _ string, b []byte) error {
 			if !p.Count && matched >= p.Skip+p.Limit {
 				return store.ErrStop
 			}
-			op, err := getOp(tx, tenant, idOfRev(key[len(prefix):]))
-			if errors.Is(err, ErrNotFound) {
-				return nil
-			}
+			op, err := decodeOp(idOfRev(key[len(prefix):]), b)
 			if err != nil {
 				return err
 			}

@@ -278,11 +278,14 @@ func BenchmarkAuthenticateCached(b *testing.B) {
 	}
 }
 
+// benchStores are the stores the benchmarks compare.
+var benchStores = []struct {
+	name string
+	open func(testing.TB) store.Store
+}{{"bolt", openBolt}, {"redis", openRedis}}
+
 func BenchmarkConsumeRecords(b *testing.B) {
-	for _, bc := range []struct {
-		name string
-		open func(testing.TB) store.Store
-	}{{"bolt", openBolt}, {"redis", openRedis}} {
+	for _, bc := range benchStores {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := context.Background()
 			p := newPlatform(bc.open(b))
@@ -296,6 +299,35 @@ func BenchmarkConsumeRecords(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkListManagedObjects lists a page of 1,000 devices, each with
+// latest values and its connection status read from the registry.
+func BenchmarkListManagedObjects(b *testing.B) {
+	for _, bc := range benchStores {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			p := newPlatform(bc.open(b))
+			const n = 1000
+			recs := []lwm2m.Record{{Path: lwm2m.MustParsePath("/3303/0/5700"), Value: lwm2m.Float(21.5)}}
+			for i := range n {
+				mo, err := p.RegisterDevice(ctx, "t1", platform.DeviceRequest{Endpoint: fmt.Sprint("bench-", i)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := p.ConsumeRecords(ctx, "t1", mo.ID, recs, time.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				page, err := p.ListManagedObjects(ctx, "t1", platform.Query{PageSize: n})
+				if err != nil || len(page.Objects) != n {
+					b.Fatalf("listed %d, %v", len(page.Objects), err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/page")
 		})
 	}
 }

@@ -138,6 +138,7 @@ func (p *Platform) ListManagedObjects(ctx context.Context, tenant string, q Quer
 			page.TotalPages = (matched + q.PageSize - 1) / q.PageSize
 		}
 		page.Objects = make([]*ManagedObject, 0, len(recs))
+		prefetchLatest(tx, tenant, recs)
 		for _, r := range recs {
 			mo := r.public()
 			if err := withLatest(tx, tenant, r, mo); err != nil {

@@ -94,19 +94,10 @@ func collectPage[T any](tx store.Tx, bucket, index, tenant string, src uint64, b
 	}
 	var err error
 	if bySource {
-		err = tx.Scan(index, srcPrefix(tenant, src), "", func(key string, _ []byte) error {
+		err = store.ScanJoin(tx, index, srcPrefix(tenant, src), "", bucket, func(key string) (string, bool) {
 			id, ok := idFromRevKey(key)
-			if !ok {
-				return nil
-			}
-			k := recKey(tenant, id)
-			v, err := tx.Get(bucket, k)
-			if isNotFound(err) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
+			return recKey(tenant, id), ok
+		}, func(_, k string, v []byte) error {
 			it, err := decode(k, v)
 			if err != nil {
 				return err

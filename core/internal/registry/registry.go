@@ -94,6 +94,20 @@ func IsRegistered(tx store.Tx, tenant, endpoint string) (bool, error) {
 	return reg.Tenant == tenant, nil
 }
 
+// PrefetchRegistered reads ahead what IsRegistered needs for endpoints,
+// so that on Redis checking a page of devices costs two round trips, not
+// two per device. Failures surface in IsRegistered.
+func PrefetchRegistered(tx store.Tx, endpoints []string) {
+	for _, ep := range endpoints {
+		store.Prefetch(tx, bucketEp, ep)
+	}
+	for _, ep := range endpoints {
+		if id, err := tx.Get(bucketEp, ep); err == nil { // the first reads them all
+			store.Prefetch(tx, bucketReg, string(id))
+		}
+	}
+}
+
 // Listener is told about registrations coming and going. Calls for one
 // endpoint arrive in order, on a goroutine of the registry, after the
 // change is stored and the CoAP response was handed to the transport; a
@@ -239,6 +253,11 @@ func getReg(tx store.Tx, id string) (*Registration, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeReg(id, b)
+}
+
+// decodeReg decodes registration id as stored.
+func decodeReg(id string, b []byte) (*Registration, error) {
 	reg := new(Registration)
 	if parseRecord(b, reg) {
 		return reg, nil
@@ -488,44 +507,25 @@ func (r *Registry) ByAddress(ctx context.Context, addr string) (*Registration, e
 	return reg, nil
 }
 
-// listBatch is how many registrations List reads in one go.
-const listBatch = 256
-
 // List returns the live registrations of tenant, ordered by endpoint.
 func (r *Registry) List(ctx context.Context, tenant string) ([]*Registration, error) {
 	var regs []*Registration
 	now := time.Now()
 	err := r.st.View(ctx, func(tx store.Tx) error {
 		regs = regs[:0]
-		var ids []string
-		err := tx.Scan(bucketExp, tenant+"/", "", func(k string, _ []byte) error {
-			if _, _, id, ok := splitExpiryKey(k); ok {
-				ids = append(ids, id)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for i, id := range ids {
-			if i%listBatch == 0 {
-				// on Redis, one round trip per batch instead of per registration
-				for _, id := range ids[i:min(i+listBatch, len(ids))] {
-					store.Prefetch(tx, bucketReg, id)
-				}
-			}
-			reg, err := getReg(tx, id)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
+		return store.ScanJoin(tx, bucketExp, tenant+"/", "", bucketReg, func(k string) (string, bool) {
+			_, _, id, ok := splitExpiryKey(k)
+			return id, ok
+		}, func(_, id string, b []byte) error {
+			reg, err := decodeReg(id, b)
 			if err != nil {
 				return err
 			}
 			if live(reg, now) {
 				regs = append(regs, reg)
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err

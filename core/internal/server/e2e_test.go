@@ -265,6 +265,23 @@ func runShellCommands(t *testing.T, spec string) {
 	if conn, _ := mo["c8y_Connection"].(map[string]any); conn["status"] != "CONNECTED" {
 		t.Errorf("c8y_Connection = %v", mo["c8y_Connection"])
 	}
+	// a page of devices reads their status and values together
+	offline := ts.registerDevice(t, "shell-off")
+	var page struct {
+		ManagedObjects []map[string]any `json:"managedObjects"`
+	}
+	ts.call(t, "GET", "/inventory/managedObjects?type=c8y_lwm2m&pageSize=100", nil, &page)
+	statuses := map[string]any{}
+	for _, o := range page.ManagedObjects {
+		conn, _ := o["c8y_Connection"].(map[string]any)
+		statuses[o["id"].(string)] = conn["status"]
+		if _, ok := o["lwm2m_LatestValues"]; o["id"] == id && !ok {
+			t.Errorf("listed device lacks its latest values: %v", o)
+		}
+	}
+	if statuses[id] != "CONNECTED" || statuses[offline] != "DISCONNECTED" {
+		t.Errorf("statuses in the device list: %v; want %s CONNECTED, %s DISCONNECTED", statuses, id, offline)
+	}
 
 	// an unregistered endpoint is refused and nothing is stored
 	if _, err := func() (*sim.Device, error) {

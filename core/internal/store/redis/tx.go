@@ -395,9 +395,11 @@ func (t *tx) Prefetch(bucket, key string) {
 		return
 	}
 	vk := t.s.valueKey(bucket, key)
-	if _, ok := t.got[vk]; ok || slices.Contains(t.pre, vk) {
+	if _, ok := t.got[vk]; ok {
 		return
 	}
+	// Not looked for in pre: a page of prefetches made that quadratic,
+	// and a key named twice is only fetched twice.
 	t.pre = append(t.pre, vk)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lwm2md/lwm2md/core/internal/store"
@@ -353,4 +354,73 @@ func testManyKeys(t *testing.T, open Opener) {
 		}
 		check(t, scan(t, s, "many", "", ""), 0, 0)
 	})
+}
+
+// testScanJoin: store.ScanJoin gives the records an index names, in index
+// order, across its growing batches; it skips missing records and keys
+// that name none, stops at ErrStop without giving a record twice, and
+// returns fn's errors.
+func testScanJoin(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	const n = 300 // batches of 16, 32, 64, 128, then 256
+	err := s.Update(ctx, func(tx store.Tx) error {
+		for i := range n {
+			if err := tx.Put(store.KeysOnlyPrefix+"join_idx", fmt.Sprintf("t/%04d", i), nil); err != nil {
+				return err
+			}
+			if i%10 == 3 {
+				continue // the record is gone
+			}
+			if err := tx.Put("join_rec", fmt.Sprint("r", i), []byte(fmt.Sprint("v", i))); err != nil {
+				return err
+			}
+		}
+		return tx.Put(store.KeysOnlyPrefix+"join_idx", "t/x", nil) // names no record
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(k string) (string, bool) {
+		var i int
+		if _, err := fmt.Sscanf(k, "t/%04d", &i); err != nil {
+			return "", false
+		}
+		return fmt.Sprint("r", i), true
+	}
+	join := func(stopAt int, fail error) ([]string, error) {
+		var got []string
+		err := s.View(ctx, func(tx store.Tx) error {
+			got = got[:0]
+			return store.ScanJoin(tx, store.KeysOnlyPrefix+"join_idx", "t/", "", "join_rec", rec, func(ik, key string, v []byte) error {
+				if want := strings.Replace(key, "r", "v", 1); string(v) != want {
+					return fmt.Errorf("%s: value %q, want %q", key, v, want)
+				}
+				got = append(got, ik)
+				if len(got) == stopAt {
+					return fail
+				}
+				return nil
+			})
+		})
+		return got, err
+	}
+	var want []string
+	for i := range n {
+		if i%10 != 3 {
+			want = append(want, fmt.Sprintf("t/%04d", i))
+		}
+	}
+	if got, err := join(-1, nil); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("join: %d records, %v; want %d in index order", len(got), err, len(want))
+	}
+	for _, stop := range []int{1, 16, 17, 100, len(want)} {
+		if got, err := join(stop, store.ErrStop); err != nil || !slices.Equal(got, want[:stop]) {
+			t.Errorf("stopped at %d: got %d records (%v), %v", stop, len(got), got[max(0, len(got)-2):], err)
+		}
+	}
+	boom := errors.New("boom")
+	if got, err := join(40, boom); !errors.Is(err, boom) || len(got) != 40 {
+		t.Errorf("fn failing at 40: %d records, %v; want 40 and its error", len(got), err)
+	}
 }

@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"unordered", testUnordered},
 		{"keys_only", testKeysOnly},
 		{"prefetch", testPrefetch},
+		{"scan_join", testScanJoin},
 		{"delete_if", testDeleteIf},
 		{"move_buckets", testMoveBuckets},
 	}
