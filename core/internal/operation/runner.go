@@ -122,18 +122,39 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// sweepWorkers bounds the queues a sweep drains at once. A fleet may hold
+// operations for many devices that are offline; one goroutine each, as a
+// Kick makes, was a burst of a hundred thousand at every start and rescan.
+const sweepWorkers = 32
+
+// sweep drains every queue with operations, sweepWorkers at a time, and
+// returns when all are done. At start-up alone on its store, it first
+// fails what an earlier process left EXECUTING; drain fails the abandoned.
 func (r *Runner) sweep(ctx context.Context, start bool) {
 	devs, err := r.repo.Devices(ctx)
 	if err != nil {
 		r.log.Warn("cannot list operation queues", "err", err)
 		return
 	}
-	for _, d := range devs {
-		if start && !r.opts.Shared {
-			r.failInterrupted(ctx, d[0], d[1])
-		}
-		r.Kick(d[0], d[1]) // drain fails the abandoned ones
+	work := make(chan [2]string)
+	var wg sync.WaitGroup
+	for range min(sweepWorkers, len(devs)) {
+		wg.Go(func() {
+			for d := range work {
+				if start && !r.opts.Shared {
+					r.failInterrupted(ctx, d[0], d[1])
+				}
+				if r.claim(d[0], d[1]) {
+					r.run(ctx, d[0], d[1])
+				}
+			}
+		})
 	}
+	for _, d := range devs {
+		work <- d
+	}
+	close(work)
+	wg.Wait()
 }
 
 // failInterrupted fails the operations of a device that an earlier
@@ -179,36 +200,53 @@ func (r *Runner) Submitted(op *Operation) {
 // Kick drains a device's queue in the background, unless a worker is
 // already doing it (then it drains once more when done).
 func (r *Runner) Kick(tenant, deviceID string) {
-	k := queueKey(tenant, deviceID)
-	r.mu.Lock()
-	r.pending[k] = true
-	if r.running[k] {
-		r.again[k] = true
-		r.mu.Unlock()
+	if !r.claim(tenant, deviceID) {
 		return
 	}
-	r.running[k] = true
+	r.mu.Lock()
 	ctx := r.ctx
 	r.wg.Add(1)
 	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
-		for {
-			empty := r.drain(ctx, tenant, deviceID)
-			r.mu.Lock()
-			if r.again[k] {
-				delete(r.again, k)
-				r.mu.Unlock()
-				continue
-			}
-			delete(r.running, k)
-			if empty {
-				delete(r.pending, k)
-			}
-			r.mu.Unlock()
-			return
-		}
+		r.run(ctx, tenant, deviceID)
 	}()
+}
+
+// claim marks a device's queue as pending and reports whether the caller
+// is to drain it (run): false when a worker is at it already, which then
+// drains once more.
+func (r *Runner) claim(tenant, deviceID string) bool {
+	k := queueKey(tenant, deviceID)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending[k] = true
+	if r.running[k] {
+		r.again[k] = true
+		return false
+	}
+	r.running[k] = true
+	return true
+}
+
+// run drains a claimed queue until nobody asked for another pass.
+func (r *Runner) run(ctx context.Context, tenant, deviceID string) {
+	k := queueKey(tenant, deviceID)
+	for {
+		empty := r.drain(ctx, tenant, deviceID)
+		r.mu.Lock()
+		if r.again[k] {
+			delete(r.again, k)
+			r.mu.Unlock()
+			continue
+		}
+		delete(r.running, k)
+		if empty {
+			delete(r.pending, k)
+		}
+		r.mu.Unlock()
+		return
+	}
 }
 
 // Registered, Updated and Deregistered make the Runner a registry.Listener.

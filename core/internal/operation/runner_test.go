@@ -2,9 +2,11 @@ package operation
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,9 +21,18 @@ type testDevice struct {
 	reachable bool
 	mu        sync.Mutex
 	reads     []string
+	// delay makes each reachability check take a while; most counts the
+	// most checks in progress at once
+	delay          time.Duration
+	now, mostAtNow atomic.Int32
 }
 
 func (d *testDevice) Reachable(context.Context, string) error {
+	n := d.now.Add(1)
+	defer d.now.Add(-1)
+	for m := d.mostAtNow.Load(); n > m && !d.mostAtNow.CompareAndSwap(m, n); m = d.mostAtNow.Load() {
+	}
+	time.Sleep(d.delay)
 	if !d.reachable {
 		return device.ErrNotRegistered
 	}
@@ -161,5 +172,26 @@ func TestRescanPicksUpAnotherNodesOperation(t *testing.T) {
 			t.Fatalf("operation created on another node: %s after 5 s of 50 ms rescans, device got %v", statusOf(t, repo, id), dev.requests())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSweepIsBounded: a sweep drains sweepWorkers queues at a time, not
+// one goroutine per queued device, and still runs every queue.
+func TestSweepIsBounded(t *testing.T) {
+	repo, _ := openRepo(t)
+	const n = 4 * sweepWorkers
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = queue(t, repo, fmt.Sprint("d", i), "read /3/0/0", time.Time{})
+	}
+	dev := &testDevice{reachable: true, delay: 5 * time.Millisecond}
+	sweepOnce(repo, dev, true)
+	for i, id := range ids {
+		if got := statusOf(t, repo, id); got != Successful {
+			t.Fatalf("operation of device %d after a sweep: %s", i, got)
+		}
+	}
+	if most := dev.mostAtNow.Load(); most > sweepWorkers || most < 2 {
+		t.Errorf("at most %d queues drained at once; want 2..%d", most, sweepWorkers)
 	}
 }
