@@ -70,6 +70,9 @@ type Runner struct {
 	types codec.TypeResolver
 	opts  Options
 	log   *slog.Logger
+	// started is when this process began: alone on its store, it claimed
+	// no operation before
+	started time.Time
 
 	mu      sync.Mutex
 	running map[string]bool // tenant/device -> a worker is draining it
@@ -92,7 +95,7 @@ func NewRunner(repo *Repo, dev Device, eps Endpoints, types codec.TypeResolver, 
 	}
 	return &Runner{
 		repo: repo, dev: dev, eps: eps, types: types, opts: opts,
-		log:     opts.Logger.With("component", "operation"),
+		log: opts.Logger.With("component", "operation"), started: time.Now(),
 		running: map[string]bool{}, again: map[string]bool{}, pending: map[string]bool{},
 		ctx: context.Background(),
 	}
@@ -104,7 +107,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.ctx = ctx
 	r.mu.Unlock()
-	r.sweep(ctx, true)
+	r.sweep(ctx)
 	var rescan <-chan time.Time
 	if r.opts.Shared {
 		t := time.NewTicker(r.opts.Rescan)
@@ -117,7 +120,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.wg.Wait()
 			return nil
 		case <-rescan:
-			r.sweep(ctx, false)
+			r.sweep(ctx)
 		}
 	}
 }
@@ -128,9 +131,8 @@ func (r *Runner) Run(ctx context.Context) error {
 const sweepWorkers = 32
 
 // sweep drains every queue with operations, sweepWorkers at a time, and
-// returns when all are done. At start-up alone on its store, it first
-// fails what an earlier process left EXECUTING; drain fails the abandoned.
-func (r *Runner) sweep(ctx context.Context, start bool) {
+// returns when all are done; drain fails the abandoned operations.
+func (r *Runner) sweep(ctx context.Context) {
 	devs, err := r.repo.Devices(ctx)
 	if err != nil {
 		r.log.Warn("cannot list operation queues", "err", err)
@@ -141,9 +143,6 @@ func (r *Runner) sweep(ctx context.Context, start bool) {
 	for range min(sweepWorkers, len(devs)) {
 		wg.Go(func() {
 			for d := range work {
-				if start && !r.opts.Shared {
-					r.failInterrupted(ctx, d[0], d[1])
-				}
 				if r.claim(d[0], d[1]) {
 					r.run(ctx, d[0], d[1])
 				}
@@ -157,24 +156,18 @@ func (r *Runner) sweep(ctx context.Context, start bool) {
 	wg.Wait()
 }
 
-// failInterrupted fails the operations of a device that an earlier
-// process on this store left EXECUTING.
-func (r *Runner) failInterrupted(ctx context.Context, tenant, deviceID string) {
-	ops, err := r.repo.Queue(ctx, tenant, deviceID)
-	if err != nil {
-		return
-	}
-	for _, op := range ops {
-		if op.Status == Executing {
-			r.failStopped(ctx, op)
-		}
-	}
-}
-
-// abandoned reports whether op is EXECUTING for longer than the node that
-// claimed it could have been running it.
+// abandoned reports whether op is EXECUTING while no node can be running
+// it: alone on its store, this process did not claim it before it began;
+// else it is EXECUTING for longer than the node that claimed it could
+// have been running it.
 func (r *Runner) abandoned(op *Operation, now time.Time) bool {
-	return op.Status == Executing && now.Sub(op.LastUpdated) > r.opts.Timeout+claimGrace
+	if op.Status != Executing {
+		return false
+	}
+	if !r.opts.Shared && op.LastUpdated.Before(r.started) {
+		return true
+	}
+	return now.Sub(op.LastUpdated) > r.opts.Timeout+claimGrace
 }
 
 // failStopped fails an operation whose node stopped while executing it:

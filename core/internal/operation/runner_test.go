@@ -92,7 +92,7 @@ func statusOf(t *testing.T, repo *Repo, id string) Status {
 // it kicked.
 func sweepOnce(repo *Repo, dev Device, shared bool) {
 	r := NewRunner(repo, dev, endpointOf{}, nil, Options{Timeout: testTimeout, Shared: shared, Logger: slog.New(slog.DiscardHandler)})
-	r.sweep(context.Background(), true)
+	r.sweep(context.Background())
 	r.wg.Wait()
 }
 

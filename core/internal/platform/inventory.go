@@ -184,8 +184,6 @@ func getMO(tx store.Tx, tenant, id string) (*moRecord, error) {
 	return &r, nil
 }
 
-// withLatest adds the live parts kept outside the record: the connection
-// status and, when there are any, the latest values.
 // prefetchLatest reads ahead what withLatest needs for recs, so that on
 // Redis a page of objects costs two round trips, not three per object.
 func prefetchLatest(tx store.Tx, tenant string, recs []*moRecord) {
@@ -199,6 +197,8 @@ func prefetchLatest(tx store.Tx, tenant string, recs []*moRecord) {
 	registry.PrefetchRegistered(tx, eps) // its first read takes the latest values along
 }
 
+// withLatest adds the live parts kept outside the record: the connection
+// status and, when there are any, the latest values.
 func withLatest(tx store.Tx, tenant string, r *moRecord, mo *ManagedObject) error {
 	if err := withConnection(tx, tenant, r, mo); err != nil {
 		return err
