@@ -104,6 +104,11 @@ const (
 	seqEvent       = "event"
 )
 
+// KeyedBuckets are the ordered buckets that a busy path also reads by key:
+// every notification and Send reads its device's managed object. A store
+// with a cache of values (Redis) may keep theirs too.
+var KeyedBuckets = []string{bucketMO}
+
 // Options tune a Platform; the zero value is the production setting.
 type Options struct {
 	Logger *slog.Logger

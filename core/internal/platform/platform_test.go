@@ -18,6 +18,7 @@ import (
 	"github.com/lwm2md/lwm2md/core/internal/platform"
 	"github.com/lwm2md/lwm2md/core/internal/store"
 	"github.com/lwm2md/lwm2md/core/internal/store/bolt"
+	"github.com/lwm2md/lwm2md/core/internal/store/redis"
 	"github.com/lwm2md/lwm2md/core/internal/store/redis/redistest"
 )
 
@@ -63,7 +64,10 @@ func openBolt(t testing.TB) store.Store {
 // redisDB is this package's own database on the shared test Redis.
 const redisDB = 6
 
-func openRedis(t testing.TB) store.Store { return redistest.Open(t, redisDB) }
+// openRedis opens the store as the server does.
+func openRedis(t testing.TB) store.Store {
+	return redistest.Open(t, redisDB, redis.WithCachedBuckets(platform.KeyedBuckets...))
+}
 
 var quiet = slog.New(slog.DiscardHandler)
 

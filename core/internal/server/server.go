@@ -104,7 +104,7 @@ func OpenStore(spec string) (store.Store, error) {
 	case strings.HasPrefix(spec, "bolt:"):
 		return bolt.Open(strings.TrimPrefix(spec, "bolt:"), bolt.WithMemoryBuckets(registry.IndexBuckets...))
 	case strings.HasPrefix(spec, "redis://"), strings.HasPrefix(spec, "rediss://"):
-		return redis.Open(spec)
+		return redis.Open(spec, redis.WithCachedBuckets(platform.KeyedBuckets...))
 	}
 	return nil, fmt.Errorf("-store %q: want bolt:PATH or redis://HOST:PORT/DB", spec)
 }

@@ -3,9 +3,11 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/lwm2md/lwm2md/core/internal/store"
+	"github.com/lwm2md/lwm2md/core/internal/store/redis"
 )
 
 // dbCache is the database of TestCacheIntegration and
@@ -275,4 +277,42 @@ func TestCacheIntegration(t *testing.T) {
 			t.Fatalf("runs saw %q, want [v1 v2]: one run each, on what Redis holds", seen)
 		}
 	})
+}
+
+// TestCachedBucketsIntegration: the values of an ordered bucket named by
+// WithCachedBuckets come from the cache like an unordered bucket's (the
+// first run of fn sees this node's write although Redis holds another
+// since); another ordered bucket's are read from Redis.
+func TestCachedBucketsIntegration(t *testing.T) {
+	url, raw := testDB(t, dbCache)
+	ctx := context.Background()
+	s := open(t, url, redis.WithCachedBuckets("kept"))
+	for _, tc := range []struct {
+		bucket string
+		want   []string
+	}{{"kept", []string{"mine", "theirs"}}, {"read", []string{"theirs"}}} {
+		t.Run(tc.bucket, func(t *testing.T) {
+			if err := s.Update(ctx, func(tx store.Tx) error { return tx.Put(tc.bucket, "k", []byte("mine")) }); err != nil {
+				t.Fatal(err)
+			}
+			if err := raw.Set(ctx, "lwm2md:"+tc.bucket+":k", "theirs", 0).Err(); err != nil { // behind the store's back
+				t.Fatal(err)
+			}
+			var seen []string
+			err := s.Update(ctx, func(tx store.Tx) error {
+				v, err := tx.Get(tc.bucket, "k")
+				if err != nil {
+					return err
+				}
+				seen = append(seen, string(v))
+				return tx.Put(tc.bucket, "copy", v)
+			})
+			if err != nil || !slices.Equal(seen, tc.want) {
+				t.Fatalf("runs saw %q, %v; want %q", seen, err, tc.want)
+			}
+			if got, _ := raw.Get(ctx, "lwm2md:"+tc.bucket+":copy").Result(); got != "theirs" {
+				t.Errorf("copy holds %q, want what Redis held", got)
+			}
+		})
+	}
 }

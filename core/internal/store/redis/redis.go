@@ -93,8 +93,11 @@ type Store struct {
 	pageSize int64
 	batch    *batcher
 	cache    *cache // nil: off
-	presume  presumption
-	closed   atomic.Bool
+	// cached are the value-key prefixes of the ordered buckets whose
+	// values the cache keeps too (WithCachedBuckets)
+	cached  []string
+	presume presumption
+	closed  atomic.Bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -107,6 +110,7 @@ type options struct {
 	retries   int
 	pageSize  int64
 	cacheSize int
+	cached    []string
 	client    func(*goredis.Options)
 }
 
@@ -129,6 +133,14 @@ func WithPageSize(n int) Option { return func(o *options) { o.pageSize = int64(n
 // Updates start from instead of reading Redis (default DefaultCacheSize;
 // 0 turns it off). The URL parameter cache_mb=N sets it in MiB.
 func WithCacheSize(n int) Option { return func(o *options) { o.cacheSize = n } }
+
+// WithCachedBuckets has the cache keep the values of these ordered
+// buckets too, besides those of the unordered ones. For buckets that are
+// scanned but also read by key on a busy path: a notification reads its
+// device's record.
+func WithCachedBuckets(buckets ...string) Option {
+	return func(o *options) { o.cached = append(o.cached, buckets...) }
+}
 
 // WithClientOptions lets the caller adjust the go-redis options parsed
 // from the URL (timeouts, pool size, TLS) before the client is made.
@@ -176,6 +188,9 @@ func Open(rawURL string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("open redis store %s db %d: %w: %w", ro.Addr, ro.DB, store.ErrUnavailable, err)
 	}
 	s := &Store{rdb: rdb, prefix: o.prefix, retries: o.retries, pageSize: o.pageSize, cache: newCache(o.cacheSize)}
+	for _, b := range o.cached {
+		s.cached = append(s.cached, s.valueKey(b, ""))
+	}
 	s.batch = newBatcher(rdb, pipelines, 256)
 	return s, nil
 }
@@ -371,10 +386,22 @@ func (s *Store) valueKey(bucket, key string) string {
 
 // caches reports whether value key vk is one the cache keeps: those of
 // unordered buckets, the lookup tables (registrations by id, endpoint and
-// address, bindings by endpoint) that transactions read by key. Ordered
-// buckets are mostly scanned, which the cache does not serve.
+// address, bindings by endpoint) that transactions read by key, and of the
+// ordered buckets named by WithCachedBuckets. Ordered buckets are mostly
+// scanned, which the cache does not serve.
 func (s *Store) caches(vk string) bool {
-	return s.cache != nil && len(vk) > len(s.prefix) && vk[len(s.prefix)] == store.UnorderedPrefix[0]
+	if s.cache == nil || len(vk) <= len(s.prefix) {
+		return false
+	}
+	if vk[len(s.prefix)] == store.UnorderedPrefix[0] {
+		return true
+	}
+	for _, p := range s.cached {
+		if strings.HasPrefix(vk, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) indexKey(bucket string) string {

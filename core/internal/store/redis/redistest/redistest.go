@@ -42,10 +42,10 @@ func Spec(t testing.TB, db int) string {
 }
 
 // Open returns a store on database db, flushed before and after t.
-func Open(t testing.TB, db int) store.Store {
+func Open(t testing.TB, db int, opts ...redis.Option) store.Store {
 	t.Helper()
 	spec := Spec(t, db)
-	st, err := redis.Open(spec)
+	st, err := redis.Open(spec, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
