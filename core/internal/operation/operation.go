@@ -229,8 +229,8 @@ func (r *Repo) Queue(ctx context.Context, tenant, device string) ([]*Operation, 
 		prefix := tenant + "/" + device + "/"
 		return store.ScanJoin(tx, bucketOpDev, prefix, "", bucketOp, func(key string) (string, bool) {
 			return opKey(tenant, strconv.FormatUint(mustUint(key[len(prefix):]), 10)), true
-		}, func(key, _ string, b []byte) error {
-			op, err := decodeOp(strconv.FormatUint(mustUint(key[len(prefix):]), 10), b)
+		}, func(_, key string, b []byte) error {
+			op, err := decodeOp(key[len(tenant)+1:], b)
 			if err != nil {
 				return err
 			}
@@ -274,11 +274,11 @@ func (r *Repo) List(ctx context.Context, tenant string, f Filter, p Page) ([]*Op
 		}
 		return store.ScanJoin(tx, bucket, prefix, "", bucketOp, func(key string) (string, bool) {
 			return opKey(tenant, idOfRev(key[len(prefix):])), true
-		}, func(key, _ string, b []byte) error {
+		}, func(_, key string, b []byte) error {
 			if !p.Count && matched >= p.Skip+p.Limit {
 				return store.ErrStop
 			}
-			op, err := decodeOp(idOfRev(key[len(prefix):]), b)
+			op, err := decodeOp(key[len(tenant)+1:], b)
 			if err != nil {
 				return err
 			}

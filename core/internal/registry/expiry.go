@@ -152,12 +152,10 @@ func (r *Registry) removeExpired(ctx context.Context, keys []string, now time.Ti
 // splitExpiryKey splits an expiryKey.
 func splitExpiryKey(k string) (tenant string, ms int64, id string, ok bool) {
 	tenant, rest, _ := strings.Cut(k, "/")
-	t, id, _ := strings.Cut(rest, "/")
-	if tenant == "" || id == "" || strings.ContainsRune(id, '/') || len(t) != 13 {
+	if ms, id, ok = splitLegacyExpiryKey(rest); !ok || tenant == "" {
 		return "", 0, "", false
 	}
-	ms, err := strconv.ParseInt(t, 10, 64)
-	return tenant, ms, id, err == nil
+	return tenant, ms, id, true
 }
 
 // splitLegacyExpiryKey splits a key of the expiry index as versions before

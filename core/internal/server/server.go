@@ -203,9 +203,10 @@ func build(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	} else if n > 0 {
 		log.Info("operations indexed for listing", "operations", n)
 	}
+	_, shared := st.(*redis.Store)
 	s.runner = operation.NewRunner(repo, s.device, s.platform, models, operation.Options{
 		Timeout: cfg.RequestTimeout, Logger: log,
-		Shared: !strings.HasPrefix(cfg.Store, "bolt:"), // other nodes may share a Redis
+		Shared: shared, // other nodes may share it
 	})
 	// order matters: observations are dropped and the connection status set
 	// before queued operations run against the new registration
